@@ -1,0 +1,23 @@
+//! Database entities of the chat service, one module per table.
+//!
+//! These are plain sea-orm models: they describe rows and relations and carry
+//! no business rules. The rules (who may join a room, what a valid username
+//! is, ...) live in the gateway's `domain` module.
+
+pub mod membership;
+pub mod message;
+pub mod message_seen;
+pub mod profile;
+pub mod room;
+pub mod task;
+pub mod user;
+
+pub mod prelude {
+    pub use super::membership::Entity as Membership;
+    pub use super::message::Entity as Message;
+    pub use super::message_seen::Entity as MessageSeen;
+    pub use super::profile::Entity as Profile;
+    pub use super::room::Entity as Room;
+    pub use super::task::Entity as Task;
+    pub use super::user::Entity as User;
+}

@@ -1,0 +1,15 @@
+//! Schema migrations of the chat service. They run unchanged on SQLite and
+//! PostgreSQL, up and down.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261129_000001_create_schema;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261129_000001_create_schema::Migration)]
+    }
+}

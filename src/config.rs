@@ -1,0 +1,222 @@
+//! Configuration: command line flags and environment variables.
+//!
+//! This is the only module that reads the environment. Every setting has a
+//! flag and an environment variable; `--help` documents each one. The rest of
+//! the service receives a [`Config`] value and never looks at `std::env`.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+/// GraphQL chat gateway with a legacy REST compatibility layer.
+#[derive(Debug, Parser)]
+#[command(name = "chat-gateway", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Migrate, seed and serve HTTP (the default when no command is given).
+    Serve,
+    /// Run background job handlers fetching from the Faktory server at FAKTORY_URL.
+    Worker,
+    /// Apply, revert or inspect database migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Create the seeded users (user_1 .. user_N) that do not exist yet.
+    Seed,
+    /// Print the GraphQL schema (SDL) and exit.
+    Schema,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum MigrateAction {
+    /// Apply all pending migrations.
+    Up,
+    /// Revert the last applied migration (or `--steps N` of them).
+    Down {
+        #[arg(long, default_value_t = 1)]
+        steps: u32,
+    },
+    /// List migrations and whether each is applied.
+    Status,
+    /// Drop every table and apply all migrations again (destroys all data).
+    Fresh,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Every setting of the service.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Database to use: `sqlite://PATH?mode=rwc` (embedded) or `postgres://USER@HOST/DB`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://chat.db?mode=rwc",
+        global = true
+    )]
+    pub database_url: String,
+
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
+    pub db_max_connections: u32,
+
+    /// Number of database connections kept open while idle.
+    #[arg(long, env = "DB_MIN_CONNECTIONS", default_value_t = 1, global = true)]
+    pub db_min_connections: u32,
+
+    /// Seconds to wait for a database connection (at start-up and from the pool).
+    #[arg(
+        long,
+        env = "DB_CONNECT_TIMEOUT_SECS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub db_connect_timeout_secs: u64,
+
+    /// SQLite only: milliseconds a statement waits for a lock held by another writer.
+    #[arg(
+        long,
+        env = "SQLITE_BUSY_TIMEOUT_MS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub sqlite_busy_timeout_ms: u64,
+
+    /// Redis for the user-list cache and cross-instance events (e.g. `redis://127.0.0.1:6379`).
+    /// Unset: in-process cache and events.
+    #[arg(long, env = "REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel, so several deployments can share one Redis.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "chat:", global = true)]
+    pub redis_key_prefix: String,
+
+    /// Faktory work server for background jobs (e.g. `tcp://:password@127.0.0.1:7419`).
+    /// Unset: an in-process queue and worker pool inside `serve`.
+    #[arg(long, env = "FAKTORY_URL", global = true)]
+    pub faktory_url: Option<String>,
+
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0:8000", global = true)]
+    pub bind: SocketAddr,
+
+    /// How many seeded users (user_1 .. user_N, password `Passw0rd!`) `serve` makes sure exist;
+    /// 0 disables seeding.
+    #[arg(long, env = "SEED_USERS", default_value_t = 15, global = true)]
+    pub seed_users: u32,
+
+    /// Accept the legacy ways of naming the acting user (`?user_id=N`, `X-User-Id: N`,
+    /// websocket `{"userId": N}`) in addition to bearer tokens. `--legacy-identity=false`
+    /// turns them off.
+    #[arg(
+        long,
+        env = "LEGACY_IDENTITY",
+        default_value_t = true,
+        action = ArgAction::Set,
+        global = true
+    )]
+    pub legacy_identity: bool,
+
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// Log filter in `tracing` syntax (e.g. `info`, `chat_gateway=debug,sqlx=warn`).
+    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
+    pub log_filter: String,
+
+    /// Largest accepted HTTP request body, in bytes.
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1024 * 1024, global = true)]
+    pub body_limit_bytes: usize,
+
+    /// Deepest nesting a GraphQL query may have.
+    #[arg(long, env = "GRAPHQL_MAX_DEPTH", default_value_t = 12, global = true)]
+    pub graphql_max_depth: usize,
+
+    /// Largest complexity score a GraphQL query may have (each field counts 1; a list
+    /// field counts its page size times its children).
+    #[arg(
+        long,
+        env = "GRAPHQL_MAX_COMPLEXITY",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub graphql_max_complexity: usize,
+
+    /// Serve the GraphQL introspection schema (`__schema`, `__type`); codegen tools need it.
+    #[arg(
+        long,
+        env = "GRAPHQL_INTROSPECTION",
+        default_value_t = true,
+        action = ArgAction::Set,
+        global = true
+    )]
+    pub graphql_introspection: bool,
+
+    /// Largest page (`first` / `last`) a connection returns; also the default page size.
+    #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = 100, global = true)]
+    pub max_page_size: usize,
+
+    /// Seconds in-flight requests get to finish after a shutdown signal.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20, global = true)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Config {
+    /// The configuration with every default, as `chat-gateway` with no flags
+    /// and no environment would have it. Used by tests and the `schema` command.
+    pub fn defaults() -> Self {
+        Cli::parse_from(["chat-gateway"]).config
+    }
+
+    pub fn db_connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.db_connect_timeout_secs)
+    }
+
+    pub fn sqlite_busy_timeout(&self) -> Duration {
+        Duration::from_millis(self.sqlite_busy_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// Parse the command line and the environment.
+pub fn parse() -> Cli {
+    Cli::parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn legacy_identity_can_be_turned_off() {
+        let cli = Cli::parse_from(["chat-gateway", "--legacy-identity=false", "serve"]);
+        assert!(!cli.config.legacy_identity);
+        let cli = Cli::parse_from(["chat-gateway", "serve"]);
+        assert!(cli.config.legacy_identity);
+    }
+}

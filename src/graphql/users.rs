@@ -1,0 +1,279 @@
+//! Users in GraphQL: the `User` and `Profile` types, user queries and
+//! mutations. Resolvers only translate; the rules are in `domain::users`.
+
+use async_graphql::{
+    Context, Enum, ErrorExtensions, ID, InputObject, MaybeUndefined, Object, Result, ResultExt,
+    SimpleObject, connection::Connection,
+};
+use chrono::{DateTime, Utc};
+use entity::profile::Status;
+
+use super::{
+    ContextExt, TotalCount,
+    connection::{connection, page_request, wants_total},
+};
+use crate::{
+    domain::users::{
+        self, ProfileInput, UserFilter as DomainFilter, UserInput, UserRecord, WriteMode,
+    },
+    error::{AppError, AppResult},
+};
+
+/// Parse a GraphQL `ID` that names a row.
+pub(crate) fn parse_id(field: &str, id: &ID) -> AppResult<i64> {
+    id.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| AppError::field(field, format!("`{}` is not a valid id", id.as_str())))
+}
+
+/// Presence status of a user.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum UserStatus {
+    Online,
+    Busy,
+    Offline,
+}
+
+impl From<Status> for UserStatus {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Online => UserStatus::Online,
+            Status::Busy => UserStatus::Busy,
+            Status::Offline => UserStatus::Offline,
+        }
+    }
+}
+
+impl From<UserStatus> for Status {
+    fn from(status: UserStatus) -> Self {
+        match status {
+            UserStatus::Online => Status::Online,
+            UserStatus::Busy => Status::Busy,
+            UserStatus::Offline => Status::Offline,
+        }
+    }
+}
+
+/// A user's presence: status and an optional status message.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Profile {
+    pub id: ID,
+    pub status: UserStatus,
+    pub status_msg: Option<String>,
+}
+
+/// A user account.
+#[derive(Clone, Debug)]
+pub struct User(pub UserRecord);
+
+#[Object]
+impl User {
+    async fn id(&self) -> ID {
+        ID(self.0.user.id.to_string())
+    }
+    async fn username(&self) -> &str {
+        &self.0.user.username
+    }
+    async fn first_name(&self) -> &str {
+        &self.0.user.first_name
+    }
+    async fn last_name(&self) -> &str {
+        &self.0.user.last_name
+    }
+    async fn email(&self) -> &str {
+        &self.0.user.email
+    }
+    async fn is_active(&self) -> bool {
+        self.0.user.is_active
+    }
+    async fn is_staff(&self) -> bool {
+        self.0.user.is_staff
+    }
+    async fn is_superuser(&self) -> bool {
+        self.0.user.is_superuser
+    }
+    /// When the user last signed in; null if never.
+    async fn last_login(&self) -> Option<DateTime<Utc>> {
+        self.0.user.last_login
+    }
+    async fn date_joined(&self) -> DateTime<Utc> {
+        self.0.user.date_joined
+    }
+    async fn profile(&self) -> Profile {
+        let profile = &self.0.profile;
+        Profile {
+            id: ID(profile.id.to_string()),
+            status: profile.status.into(),
+            status_msg: profile.status_msg.clone(),
+        }
+    }
+}
+
+/// Exact-match filters of `users`; all given filters must match.
+#[derive(InputObject, Default, Debug)]
+pub struct UserFilter {
+    pub id: Option<ID>,
+    pub username: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub status: Option<UserStatus>,
+}
+
+impl UserFilter {
+    fn into_domain(self) -> AppResult<DomainFilter> {
+        Ok(DomainFilter {
+            id: self
+                .id
+                .as_ref()
+                .map(|id| parse_id("filter.id", id))
+                .transpose()?,
+            username: self.username,
+            first_name: self.first_name,
+            last_name: self.last_name,
+            status: self.status.map(Into::into),
+        })
+    }
+}
+
+/// Profile fields to set. An omitted field is left as it is; `statusMsg: null` clears it.
+#[derive(InputObject, Default, Debug)]
+#[graphql(name = "ProfileInput")]
+pub struct ProfileFields {
+    pub status: Option<UserStatus>,
+    pub status_msg: MaybeUndefined<String>,
+}
+
+impl From<ProfileFields> for ProfileInput {
+    fn from(fields: ProfileFields) -> Self {
+        ProfileInput {
+            status: fields.status.map(|s| Status::from(s).as_str().to_owned()),
+            status_msg: match fields.status_msg {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(msg) => Some(Some(msg)),
+            },
+        }
+    }
+}
+
+#[derive(InputObject, Debug)]
+pub struct CreateUserInput {
+    /// 1-150 letters, digits and `@.+-_`; unique.
+    pub username: String,
+    pub password: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// A valid address or empty.
+    pub email: Option<String>,
+    pub profile: Option<ProfileFields>,
+}
+
+/// Fields to change; omitted fields keep their value.
+#[derive(InputObject, Default, Debug)]
+pub struct UpdateUserInput {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub profile: Option<ProfileFields>,
+}
+
+#[derive(Default)]
+pub struct UserQuery;
+
+#[Object]
+impl UserQuery {
+    /// The signed-in user.
+    async fn viewer(&self, ctx: &Context<'_>) -> Result<User> {
+        let id = ctx.viewer_id().await.extend()?;
+        Ok(User(users::get(ctx.db(), id).await.extend()?))
+    }
+
+    /// One user by id.
+    async fn user(&self, ctx: &Context<'_>, id: ID) -> Result<Option<User>> {
+        let id = parse_id("id", &id).extend()?;
+        Ok(Some(User(users::get(ctx.db(), id).await.extend()?)))
+    }
+
+    /// Users ordered by id, optionally filtered.
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<UserFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> Result<Connection<String, User, TotalCount>> {
+        let request = page_request(ctx, first, after, last, before).extend()?;
+        let filter = filter.unwrap_or_default().into_domain().extend()?;
+        let db = ctx.db();
+        let page = users::page(db, &filter, request).await.extend()?;
+        let total = if wants_total(ctx) {
+            users::count(db, &filter).await.extend()?
+        } else {
+            0
+        };
+        Ok(connection(page, total, |r| r.user.id, User))
+    }
+}
+
+#[derive(Default)]
+pub struct UserMutation;
+
+/// A user may change only their own account.
+async fn require_self(ctx: &Context<'_>, id: i64) -> AppResult<()> {
+    let viewer = ctx.viewer_id().await?;
+    if viewer == id {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "You can only change your own account".to_owned(),
+        ))
+    }
+}
+
+#[Object]
+impl UserMutation {
+    /// Create an account (sign up). No identity needed.
+    async fn create_user(&self, ctx: &Context<'_>, input: CreateUserInput) -> Result<User> {
+        let input = UserInput {
+            username: Some(input.username),
+            password: Some(input.password),
+            first_name: input.first_name,
+            last_name: input.last_name,
+            email: input.email,
+            profile: input.profile.map(Into::into),
+        };
+        Ok(User(users::create(ctx.db(), input).await.extend()?))
+    }
+
+    /// Change the viewer's own account; only the given fields change.
+    async fn update_user(&self, ctx: &Context<'_>, id: ID, input: UpdateUserInput) -> Result<User> {
+        let id = parse_id("id", &id).extend()?;
+        require_self(ctx, id).await.extend()?;
+        let input = UserInput {
+            username: input.username,
+            password: input.password,
+            first_name: input.first_name,
+            last_name: input.last_name,
+            email: input.email,
+            profile: input.profile.map(Into::into),
+        };
+        Ok(User(
+            users::update(ctx.db(), id, input, WriteMode::Patch)
+                .await
+                .extend()?,
+        ))
+    }
+
+    /// Delete the viewer's own account. Returns the deleted user's id.
+    async fn delete_user(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+        let user_id = parse_id("id", &id).map_err(|e| e.extend())?;
+        require_self(ctx, user_id).await.extend()?;
+        users::delete(ctx.db(), user_id).await.extend()?;
+        Ok(id)
+    }
+}

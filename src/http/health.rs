@@ -1,0 +1,79 @@
+//! Liveness and readiness probes.
+
+use std::any::Any;
+
+use axum::{
+    Json,
+    body::Body,
+    extract::State,
+    http::{Response, StatusCode, header},
+    response::IntoResponse,
+};
+use serde_json::{Value, json};
+
+use super::PROBE_TIMEOUT;
+use crate::app::AppState;
+
+/// The process is up and serving HTTP.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// The service can do its work: the database answers, and Redis does when it
+/// is configured. 503 with the failing checks otherwise.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let mut checks = serde_json::Map::new();
+    let mut ready = true;
+
+    let database = tokio::time::timeout(PROBE_TIMEOUT, state.db.ping()).await;
+    let database_ok = matches!(database, Ok(Ok(())));
+    ready &= database_ok;
+    checks.insert(
+        "database".into(),
+        json!(if database_ok { "ok" } else { "unavailable" }),
+    );
+
+    if let Some(redis) = &state.redis {
+        let mut conn = redis.clone();
+        let pong = tokio::time::timeout(
+            PROBE_TIMEOUT,
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await;
+        let redis_ok = matches!(pong, Ok(Ok(_)));
+        ready &= redis_ok;
+        checks.insert(
+            "redis".into(),
+            json!(if redis_ok { "ok" } else { "unavailable" }),
+        );
+    }
+
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "status": if ready { "ready" } else { "unavailable" },
+            "checks": checks,
+        })),
+    )
+}
+
+/// A handler panicked: log it and answer a generic 500, never the panic text.
+pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = detail, "handler panicked");
+    let body = json!({"status": 500, "msg": "Internal server error"}).to_string();
+    Response::builder()
+        .status(StatusCode::INTERNAL_SERVER_ERROR)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .unwrap_or_default()
+}

@@ -1,0 +1,28 @@
+//! # chat-gateway
+//!
+//! A chat backend: a GraphQL API (queries, mutations, subscriptions) and a
+//! legacy REST compatibility layer over one set of domain services, with
+//! background jobs for message delivery.
+//!
+//! A tour of the modules, from the outside in:
+//! - [`config`]: every setting, from flags and environment (the only reader of the environment).
+//! - [`app`]: start-up (connect, migrate, seed, bind), shared state, serving and shutdown.
+//! - [`http`]: the router and middleware; health and readiness probes; GraphQL over HTTP.
+//! - [`graphql`]: the schema, independent of HTTP; resolvers only translate.
+//! - [`identity`]: who the viewer of a request is.
+//! - [`domain`]: every business rule, once, called by all adapters.
+//! - [`db`]: the connection pool, SQLite pragmas, migrations, statement counting.
+//! - [`error`]: the one error enum and its client-facing codes.
+//!
+//! Two ways to run share one code path: embedded (SQLite, in-process queue and
+//! cache) and scaled out (PostgreSQL, Faktory, Redis), chosen by configuration.
+
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod identity;
+pub mod telemetry;
