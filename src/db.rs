@@ -118,7 +118,22 @@ pub async fn migrate(db: &DatabaseConnection, config: &Config) -> Result<(), Con
             Migrator::up(&txn, None).await.map_err(fail)?;
             txn.commit().await.map_err(fail)
         }
-        _ => Migrator::up(db, None).await.map_err(fail),
+        _ => {
+            // SQLite has no advisory lock. Two processes migrating one file
+            // at once: the loser's transaction fails once the winner's
+            // commits, and a second attempt finds nothing left to apply.
+            let mut attempt = 0;
+            loop {
+                match Migrator::up(db, None).await {
+                    Ok(()) => return Ok(()),
+                    Err(_) if attempt < 3 => {
+                        attempt += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                    }
+                    Err(e) => return Err(fail(e)),
+                }
+            }
+        }
     }
 }
 

@@ -101,6 +101,11 @@ fn foreign_key(
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// All or nothing on both backends: SQLite supports transactional DDL too.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .create_table(

@@ -1,0 +1,151 @@
+//! The command line: subcommands, help, and start-up failures that must be
+//! one clear line and a non-zero exit, never a panic.
+
+use std::process::{Command, Output};
+
+fn gateway(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chat-gateway"));
+    command
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("FAKTORY_URL")
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("DB_CONNECT_TIMEOUT_SECS", "2")
+        .env("LOG_FORMAT", "text")
+        .env("RUST_LOG", "error");
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command.output().expect("the binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn assert_clear_failure(output: &Output, setting: &str) {
+    let err = stderr(output);
+    assert!(!output.status.success(), "must fail: {err}");
+    assert!(!err.contains("panicked"), "no panic: {err}");
+    assert!(!err.contains("RUST_BACKTRACE"), "no backtrace: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "one error line: {err}");
+    assert!(lines[0].contains(setting), "names {setting}: {err}");
+}
+
+#[test]
+fn unsupported_database_url_is_one_clear_line() {
+    let output = gateway(&["serve"], &[("DATABASE_URL", "mysql://root@localhost/chat")]);
+    assert_clear_failure(&output, "DATABASE_URL");
+}
+
+#[test]
+fn malformed_database_url_is_one_clear_line() {
+    let output = gateway(&["serve"], &[("DATABASE_URL", "postgres://[broken")]);
+    assert_clear_failure(&output, "DATABASE_URL");
+}
+
+#[test]
+fn unreachable_database_is_one_clear_line() {
+    let output = gateway(
+        &["serve"],
+        &[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/chat")],
+    );
+    assert_clear_failure(&output, "DATABASE_URL");
+}
+
+#[test]
+fn unwritable_sqlite_path_is_one_clear_line() {
+    let output = gateway(
+        &["serve"],
+        &[("DATABASE_URL", "sqlite:///no/such/dir/chat.db?mode=rwc")],
+    );
+    assert_clear_failure(&output, "DATABASE_URL");
+}
+
+#[test]
+fn unreachable_redis_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+    let output = gateway(
+        &["serve"],
+        &[("DATABASE_URL", &url), ("REDIS_URL", "redis://127.0.0.1:1")],
+    );
+    assert_clear_failure(&output, "REDIS_URL");
+}
+
+#[test]
+fn invalid_flag_values_are_refused_by_name() {
+    let output = gateway(&["serve", "--seed-users", "many"], &[]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--seed-users"), "{}", stderr(&output));
+}
+
+#[test]
+fn help_documents_every_setting() {
+    let output = gateway(&["--help"], &[]);
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for needle in [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "FAKTORY_URL",
+        "BIND_ADDR",
+        "SEED_USERS",
+        "LEGACY_IDENTITY",
+        "LOG_FORMAT",
+        "DB_MAX_CONNECTIONS",
+        "SQLITE_BUSY_TIMEOUT_MS",
+        "serve",
+        "worker",
+        "migrate",
+        "seed",
+        "schema",
+    ] {
+        assert!(help.contains(needle), "--help mentions {needle}");
+    }
+}
+
+#[test]
+fn migrate_and_seed_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+    let env = [("DATABASE_URL", url.as_str())];
+
+    let output = gateway(&["migrate", "status"], &env);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Pending"));
+
+    let output = gateway(&["migrate", "up"], &env);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = gateway(&["migrate", "status"], &env);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Applied"));
+
+    let output = gateway(&["seed"], &env);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "created 15 users");
+    let output = gateway(&["seed"], &env);
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "created 0 users");
+
+    let output = gateway(&["migrate", "down"], &env);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = gateway(&["migrate", "status"], &env);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Pending"));
+
+    let output = gateway(&["migrate", "fresh"], &env);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn schema_file_matches_the_code() {
+    let output = gateway(&["schema"], &[]);
+    assert!(output.status.success());
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+        .expect("schema.graphql exists at the repository root");
+    assert_eq!(
+        committed, printed,
+        "schema.graphql is out of date: run `cargo run -- schema > schema.graphql`"
+    );
+}

@@ -1,0 +1,205 @@
+//! Test harness: start the real application on an ephemeral port, with its
+//! own database, and talk HTTP to it.
+//!
+//! Every scenario runs on SQLite (a temporary file). When `TEST_DATABASE_URL`
+//! is set it also runs on PostgreSQL, each test in a freshly created
+//! database; `TEST_REDIS_URL` adds Redis, each test under its own key prefix.
+
+use std::sync::Arc;
+
+use chat_gateway::{
+    app::{AppState, Application},
+    config::Config,
+    db::StatementCounter,
+};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: DatabaseConnection,
+    pub statements: Arc<StatementCounter>,
+    pub config: Config,
+    pub backend: Backend,
+    _dir: Option<TempDir>,
+    _shutdown: oneshot::Sender<()>,
+}
+
+/// The PostgreSQL server to create test databases on, if any. In CI it must
+/// be set, so the PostgreSQL half of the suite can never be skipped there.
+fn postgres_base_url() -> Option<String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but TEST_DATABASE_URL is not set")
+        }
+        _ => None,
+    }
+}
+
+/// Create an empty, uniquely named database next to the one in `base`.
+pub async fn fresh_postgres_database(base: &str) -> String {
+    let name = format!("chat_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = Database::connect(base)
+        .await
+        .expect("TEST_DATABASE_URL must be reachable");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let mut url = url::Url::parse(base).expect("TEST_DATABASE_URL is a URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+/// A configuration for a test app on `database_url`, on an ephemeral port.
+pub fn test_config(database_url: String) -> Config {
+    let mut config = Config::defaults();
+    config.database_url = database_url;
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.db_max_connections = 5;
+    config.shutdown_grace_secs = 1;
+    config.redis_url = std::env::var("TEST_REDIS_URL").ok().filter(|u| !u.is_empty());
+    config.redis_key_prefix = format!("chat-test:{}:", uuid::Uuid::new_v4().simple());
+    config
+}
+
+/// A database of the given backend for one test: `None` when the backend is
+/// not configured on this machine.
+pub async fn test_database(backend: Backend) -> Option<(String, Option<TempDir>)> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("chat.db").display());
+            Some((url, Some(dir)))
+        }
+        Backend::Postgres => {
+            let base = postgres_base_url()?;
+            Some((fresh_postgres_database(&base).await, None))
+        }
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Start an app, letting the test adjust its configuration first.
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    let (url, dir) = test_database(backend).await?;
+    let mut config = test_config(url);
+    adjust(&mut config);
+    Some(start(config, backend, dir).await)
+}
+
+/// Start an app on an existing configuration (a second instance on the same
+/// database, a restart).
+pub async fn start(config: Config, backend: Backend, dir: Option<TempDir>) -> TestApp {
+    let application = Application::build(config.clone())
+        .await
+        .unwrap_or_else(|e| panic!("application failed to start: {e}"));
+    let address = format!("http://{}", application.local_addr());
+    let AppState { db, statements, .. } = application.state().clone();
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    tokio::spawn(application.run_until(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        db,
+        statements,
+        config,
+        backend,
+        _dir: dir,
+        _shutdown: shutdown,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// POST a GraphQL operation, optionally as a user (legacy `X-User-Id`),
+    /// and return the whole response body.
+    pub async fn graphql_as(&self, user: Option<i64>, query: &str, variables: Value) -> Value {
+        let mut request = self
+            .client
+            .post(self.url("/graphql"))
+            .json(&json!({"query": query, "variables": variables}));
+        if let Some(id) = user {
+            request = request.header("x-user-id", id.to_string());
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let body: Value = response.json().await.expect("JSON body");
+        assert!(
+            status.is_success() || body.get("errors").is_some(),
+            "unexpected {status}: {body}"
+        );
+        body
+    }
+
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        self.graphql_as(None, query, variables).await
+    }
+
+    /// Run an operation that must succeed; returns `data`.
+    pub async fn ok_as(&self, user: Option<i64>, query: &str, variables: Value) -> Value {
+        let body = self.graphql_as(user, query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    pub async fn ok(&self, query: &str, variables: Value) -> Value {
+        self.ok_as(None, query, variables).await
+    }
+}
+
+/// The `extensions.code` of the first error of a GraphQL response.
+pub fn error_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error with a code: {body}"))
+}
+
+/// Declare scenarios that run once per backend. Each scenario is an
+/// `async fn(TestApp)` in the calling module.
+#[macro_export]
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite)
+                        .await
+                        .expect("SQLite is always available");
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    match $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await {
+                        Some(app) => super::$name(app).await,
+                        None => eprintln!("TEST_DATABASE_URL is not set: PostgreSQL run skipped"),
+                    }
+                }
+            )*
+        }
+    };
+}
