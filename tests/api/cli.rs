@@ -36,7 +36,10 @@ fn assert_clear_failure(output: &Output, setting: &str) {
 
 #[test]
 fn unsupported_database_url_is_one_clear_line() {
-    let output = gateway(&["serve"], &[("DATABASE_URL", "mysql://root@localhost/chat")]);
+    let output = gateway(
+        &["serve"],
+        &[("DATABASE_URL", "mysql://root@localhost/chat")],
+    );
     assert_clear_failure(&output, "DATABASE_URL");
 }
 
@@ -79,7 +82,11 @@ fn unreachable_redis_is_one_clear_line() {
 fn invalid_flag_values_are_refused_by_name() {
     let output = gateway(&["serve", "--seed-users", "many"], &[]);
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("--seed-users"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--seed-users"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -124,9 +131,15 @@ fn migrate_and_seed_commands() {
 
     let output = gateway(&["seed"], &env);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "created 15 users");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "created 15 users"
+    );
     let output = gateway(&["seed"], &env);
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "created 0 users");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "created 0 users"
+    );
 
     let output = gateway(&["migrate", "down"], &env);
     assert!(output.status.success(), "{}", stderr(&output));

@@ -69,7 +69,9 @@ pub fn test_config(database_url: String) -> Config {
     config.bind = "127.0.0.1:0".parse().unwrap();
     config.db_max_connections = 5;
     config.shutdown_grace_secs = 1;
-    config.redis_url = std::env::var("TEST_REDIS_URL").ok().filter(|u| !u.is_empty());
+    config.redis_url = std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
     config.redis_key_prefix = format!("chat-test:{}:", uuid::Uuid::new_v4().simple());
     config
 }

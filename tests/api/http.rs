@@ -21,7 +21,10 @@ async fn probes_report_health_and_readiness(app: TestApp) {
 
 async fn responses_carry_a_request_id(app: TestApp) {
     let response = app.client.get(app.url("/healthz")).send().await.unwrap();
-    let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(id.len(), 36, "a UUID: {id}");
     let response = app
         .client
@@ -39,7 +42,10 @@ async fn oversized_bodies_are_refused(app: TestApp) {
         .client
         .post(app.url("/graphql"))
         .header("content-type", "application/json")
-        .body(json!({"query": "{ users { totalCount } }", "extensions": {"pad": padding}}).to_string())
+        .body(
+            json!({"query": "{ users { totalCount } }", "extensions": {"pad": padding}})
+                .to_string(),
+        )
         .send()
         .await
         .unwrap();
@@ -66,11 +72,19 @@ async fn malformed_graphql_requests_get_client_errors(app: TestApp) {
         .unwrap();
     let status = response.status();
     let body: Value = response.json().await.unwrap();
-    assert!(status.is_success() || status == StatusCode::BAD_REQUEST, "{status}");
+    assert!(
+        status.is_success() || status == StatusCode::BAD_REQUEST,
+        "{status}"
+    );
     assert!(body["errors"][0]["message"].as_str().is_some(), "{body}");
 
     let body = app.graphql("{ noSuchField }", json!({})).await;
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("noSuchField"));
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("noSuchField")
+    );
 }
 
 async fn queries_work_over_get(app: TestApp) {
@@ -114,10 +128,16 @@ async fn depth_limit_refuses_deep_queries() {
         .await
         .unwrap();
     let body = app
-        .graphql("{ users { edges { node { profile { status } } } } }", json!({}))
+        .graphql(
+            "{ users { edges { node { profile { status } } } } }",
+            json!({}),
+        )
         .await;
     assert!(
-        body["errors"][0]["message"].as_str().unwrap().contains("too deep"),
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too deep"),
         "{body}"
     );
 }

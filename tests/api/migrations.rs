@@ -29,7 +29,13 @@ async fn migrations_go_down_and_up_again(app: TestApp) {
     assert_eq!(table_count(&app).await, 7);
     Migrator::down(&app.db, None).await.unwrap();
     assert_eq!(table_count(&app).await, 0);
-    assert!(Migrator::get_pending_migrations(&app.db).await.unwrap().len() == 1);
+    assert!(
+        Migrator::get_pending_migrations(&app.db)
+            .await
+            .unwrap()
+            .len()
+            == 1
+    );
     Migrator::up(&app.db, None).await.unwrap();
     assert_eq!(table_count(&app).await, 7);
     // Applying again is a no-op.
@@ -38,18 +44,26 @@ async fn migrations_go_down_and_up_again(app: TestApp) {
 
 async fn one_current_membership_per_room_and_user(app: TestApp) {
     let backend = app.db.get_database_backend();
-    let exec = |sql: &str| app.db.execute_raw(Statement::from_string(backend, sql.to_owned()));
+    let exec = |sql: &str| {
+        app.db
+            .execute_raw(Statement::from_string(backend, sql.to_owned()))
+    };
     exec("INSERT INTO rooms (name, is_direct, created_at) VALUES ('r', false, '2026-01-01T00:00:00Z')")
         .await
         .unwrap();
     let join = "INSERT INTO memberships (room_id, user_id, joined_at) \
                 SELECT id, 1, '2026-01-01T00:00:00Z' FROM rooms WHERE name = 'r'";
     exec(join).await.unwrap();
-    assert!(exec(join).await.is_err(), "a second current membership must be refused");
+    assert!(
+        exec(join).await.is_err(),
+        "a second current membership must be refused"
+    );
     exec("UPDATE memberships SET left_at = '2026-01-02T00:00:00Z'")
         .await
         .unwrap();
-    exec(join).await.expect("re-joining after leaving starts a new membership");
+    exec(join)
+        .await
+        .expect("re-joining after leaving starts a new membership");
 }
 
 crate::scenarios!(

@@ -20,7 +20,9 @@ fn usernames(connection: &Value) -> Vec<String> {
 
 async fn create(app: &TestApp, input: Value) -> Value {
     app.ok(
-        &format!("mutation($input: CreateUserInput!) {{ createUser(input: $input) {{ {USER_FIELDS} }} }}"),
+        &format!(
+            "mutation($input: CreateUserInput!) {{ createUser(input: $input) {{ {USER_FIELDS} }} }}"
+        ),
         json!({"input": input}),
     )
     .await["createUser"]
@@ -52,9 +54,7 @@ async fn seeded_password_is_hashed(app: TestApp) {
         .unwrap()
         .unwrap();
     assert!(row.password.starts_with("$argon2id$"), "{}", row.password);
-    assert!(
-        chat_gateway::domain::users::verify_password(SEED_PASSWORD.into(), row.password).await
-    );
+    assert!(chat_gateway::domain::users::verify_password(SEED_PASSWORD.into(), row.password).await);
 }
 
 async fn create_user_returns_the_user(app: TestApp) {
@@ -155,12 +155,16 @@ async fn users_filters_match_exactly(app: TestApp) {
                "profile": {"status": "BUSY"}}),
     )
     .await;
-    let query = "query($f: UserFilter) { users(filter: $f) { totalCount edges { node { username } } } }";
+    let query =
+        "query($f: UserFilter) { users(filter: $f) { totalCount edges { node { username } } } }";
     let cases = [
         (json!({"username": "user_7"}), vec!["user_7"]),
         (json!({"username": "user_"}), vec![]),
         (json!({"firstName": "Carol"}), vec!["carol", "dave"]),
-        (json!({"firstName": "Carol", "lastName": "Shaw"}), vec!["carol"]),
+        (
+            json!({"firstName": "Carol", "lastName": "Shaw"}),
+            vec!["carol"],
+        ),
         (json!({"status": "ONLINE"}), vec!["carol"]),
         (json!({"status": "BUSY"}), vec!["dave"]),
         (json!({"id": "2"}), vec!["user_2"]),
@@ -168,7 +172,11 @@ async fn users_filters_match_exactly(app: TestApp) {
     for (filter, expected) in cases {
         let data = app.ok(query, json!({"f": filter})).await;
         assert_eq!(usernames(&data["users"]), expected, "filter {filter}");
-        assert_eq!(data["users"]["totalCount"], expected.len(), "filter {filter}");
+        assert_eq!(
+            data["users"]["totalCount"],
+            expected.len(),
+            "filter {filter}"
+        );
     }
     let data = app.ok(query, json!({"f": {"status": "OFFLINE"}})).await;
     assert_eq!(data["users"]["totalCount"], 15);
@@ -244,11 +252,15 @@ async fn unknown_and_malformed_user_ids(app: TestApp) {
 }
 
 async fn viewer_uses_legacy_identity(app: TestApp) {
-    let data = app.ok_as(Some(4), "{ viewer { username } }", json!({})).await;
+    let data = app
+        .ok_as(Some(4), "{ viewer { username } }", json!({}))
+        .await;
     assert_eq!(data["viewer"]["username"], "user_4");
     let body = app.graphql("{ viewer { username } }", json!({})).await;
     assert_eq!(error_code(&body), "UNAUTHENTICATED");
-    let body = app.graphql_as(Some(999), "{ viewer { username } }", json!({})).await;
+    let body = app
+        .graphql_as(Some(999), "{ viewer { username } }", json!({}))
+        .await;
     assert_eq!(error_code(&body), "UNAUTHENTICATED");
     let response = app
         .client
@@ -289,7 +301,11 @@ async fn users_update_only_themselves(app: TestApp) {
     assert_eq!(data["updateUser"]["profile"]["statusMsg"], Value::Null);
 
     let body = app
-        .graphql_as(Some(3), UPDATE, json!({"id": "2", "input": {"firstName": "x"}}))
+        .graphql_as(
+            Some(3),
+            UPDATE,
+            json!({"id": "2", "input": {"firstName": "x"}}),
+        )
         .await;
     assert_eq!(error_code(&body), "FORBIDDEN");
     let body = app
@@ -298,7 +314,11 @@ async fn users_update_only_themselves(app: TestApp) {
     assert_eq!(error_code(&body), "UNAUTHENTICATED");
 
     let body = app
-        .graphql_as(Some(2), UPDATE, json!({"id": "2", "input": {"username": "user_3"}}))
+        .graphql_as(
+            Some(2),
+            UPDATE,
+            json!({"id": "2", "input": {"username": "user_3"}}),
+        )
         .await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT");
     assert_eq!(
@@ -307,10 +327,17 @@ async fn users_update_only_themselves(app: TestApp) {
     );
 
     // The rename to a free name works, and the list shows it at once.
-    app.ok_as(Some(2), UPDATE, json!({"id": "2", "input": {"username": "second"}}))
-        .await;
+    app.ok_as(
+        Some(2),
+        UPDATE,
+        json!({"id": "2", "input": {"username": "second"}}),
+    )
+    .await;
     let data = app
-        .ok("{ users(filter: {id: 2}) { edges { node { username } } } }", json!({}))
+        .ok(
+            "{ users(filter: {id: 2}) { edges { node { username } } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(usernames(&data["users"]), ["second"]);
 }
@@ -326,7 +353,9 @@ async fn users_delete_themselves(app: TestApp) {
     let data = app.ok("{ users { totalCount } }", json!({})).await;
     assert_eq!(data["users"]["totalCount"], 14);
     // The deleted user can no longer act.
-    let body = app.graphql_as(Some(6), "{ viewer { id } }", json!({})).await;
+    let body = app
+        .graphql_as(Some(6), "{ viewer { id } }", json!({}))
+        .await;
     assert_eq!(error_code(&body), "UNAUTHENTICATED");
 }
 
@@ -365,7 +394,10 @@ async fn user_pages_cost_a_fixed_number_of_statements(app: TestApp) {
         assert_eq!(data["users"]["edges"].as_array().unwrap().len(), n);
         costs.push(app.statements.get() - before);
     }
-    assert_eq!(costs[0], costs[1], "statements for 1 user vs 15 users: {costs:?}");
+    assert_eq!(
+        costs[0], costs[1],
+        "statements for 1 user vs 15 users: {costs:?}"
+    );
     assert!(costs[0] <= 3, "page, profiles and count: {costs:?}");
 }
 
