@@ -47,7 +47,7 @@ pub enum MigrateAction {
     },
     /// List migrations and whether each is applied.
     Status,
-    /// Drop every table and apply all migrations again (destroys all data).
+    /// Revert every migration and apply them all again (destroys all data).
     Fresh,
 }
 
@@ -148,12 +148,12 @@ pub struct Config {
     #[arg(long, env = "GRAPHQL_MAX_DEPTH", default_value_t = 12, global = true)]
     pub graphql_max_depth: usize,
 
-    /// Largest complexity score a GraphQL query may have (each field counts 1; a list
-    /// field counts its page size times its children).
+    /// Largest complexity score a GraphQL query may have (each field counts 1; a
+    /// connection counts its page size times its children).
     #[arg(
         long,
         env = "GRAPHQL_MAX_COMPLEXITY",
-        default_value_t = 5000,
+        default_value_t = 50_000,
         global = true
     )]
     pub graphql_max_complexity: usize,
@@ -171,6 +171,10 @@ pub struct Config {
     /// Largest page (`first` / `last`) a connection returns; also the default page size.
     #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = 100, global = true)]
     pub max_page_size: usize,
+
+    /// Hours a bearer token issued by `login` stays valid.
+    #[arg(long, env = "TOKEN_TTL_HOURS", default_value_t = 168, global = true)]
+    pub token_ttl_hours: u32,
 
     /// Seconds in-flight requests get to finish after a shutdown signal.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20, global = true)]
@@ -190,6 +194,10 @@ impl Config {
 
     pub fn sqlite_busy_timeout(&self) -> Duration {
         Duration::from_millis(self.sqlite_busy_timeout_ms)
+    }
+
+    pub fn token_ttl(&self) -> chrono::Duration {
+        chrono::Duration::hours(i64::from(self.token_ttl_hours.max(1)))
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -8,7 +8,7 @@
 use sea_orm::ConnectionTrait;
 
 use crate::{
-    domain::users,
+    domain::{auth, users},
     error::{AppError, AppResult},
 };
 
@@ -17,6 +17,8 @@ use crate::{
 pub enum Identity {
     /// Nothing identifies the caller.
     Anonymous,
+    /// A bearer token issued by `login`.
+    Bearer(String),
     /// A user id given the legacy way.
     LegacyUserId(i64),
     /// The caller tried to identify but the value is unusable; the reason says why.
@@ -29,6 +31,33 @@ pub fn parse_user_id(raw: &str) -> Option<i64> {
 }
 
 impl Identity {
+    /// The identity of a request: a bearer token when there is an
+    /// `Authorization` header, else the legacy user id, if any.
+    pub fn from_parts(
+        authorization: Option<&str>,
+        legacy_header: Option<&str>,
+        legacy_query: Option<&str>,
+        legacy_enabled: bool,
+    ) -> Self {
+        match authorization {
+            Some(value) => Self::from_authorization(value),
+            None => Self::from_legacy(legacy_header, legacy_query, legacy_enabled),
+        }
+    }
+
+    /// Parse an `Authorization` value: `Bearer <token>`.
+    pub fn from_authorization(value: &str) -> Self {
+        let value = value.trim();
+        match value.split_once(' ') {
+            Some((scheme, token))
+                if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+            {
+                Identity::Bearer(token.trim().to_owned())
+            }
+            _ => Identity::Invalid("The Authorization header must be `Bearer <token>`".to_owned()),
+        }
+    }
+
     /// The identity named by a legacy `X-User-Id` header or `user_id` query
     /// parameter; the header wins when both are present.
     pub fn from_legacy(header: Option<&str>, query: Option<&str>, enabled: bool) -> Self {
@@ -55,6 +84,9 @@ impl Identity {
                 "This operation needs a signed-in user".to_owned(),
             )),
             Identity::Invalid(reason) => Err(AppError::Unauthenticated(reason.clone())),
+            Identity::Bearer(token) => auth::user_for_token(db, token).await?.ok_or_else(|| {
+                AppError::Unauthenticated("The token is invalid or has expired".to_owned())
+            }),
             Identity::LegacyUserId(id) => {
                 if users::exists(db, *id).await? {
                     Ok(*id)
@@ -69,6 +101,26 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_tokens() {
+        assert_eq!(
+            Identity::from_parts(Some("Bearer abc"), Some("3"), None, true),
+            Identity::Bearer("abc".into())
+        );
+        assert_eq!(
+            Identity::from_authorization("bearer  abc "),
+            Identity::Bearer("abc".into())
+        );
+        assert!(matches!(
+            Identity::from_authorization("Basic dXNlcjpwdw=="),
+            Identity::Invalid(_)
+        ));
+        assert!(matches!(
+            Identity::from_authorization("Bearer "),
+            Identity::Invalid(_)
+        ));
+    }
 
     #[test]
     fn legacy_ids() {

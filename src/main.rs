@@ -61,7 +61,9 @@ async fn migrate(action: MigrateAction, config: &Config) -> Result<(), String> {
     match action {
         MigrateAction::Up => db::migrate(&db, config).await.map_err(|e| e.to_string())?,
         MigrateAction::Down { steps } => Migrator::down(&db, Some(steps)).await.map_err(fail)?,
-        MigrateAction::Fresh => Migrator::fresh(&db).await.map_err(fail)?,
+        // Revert every migration, then apply them all: the same end state as
+        // dropping every table, but in an order that respects foreign keys.
+        MigrateAction::Fresh => Migrator::refresh(&db).await.map_err(fail)?,
         MigrateAction::Status => {
             for migration in Migrator::get_migration_with_status(&db)
                 .await

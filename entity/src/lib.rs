@@ -4,6 +4,7 @@
 //! no business rules. The rules (who may join a room, what a valid username
 //! is, ...) live in the gateway's `domain` module.
 
+pub mod auth_token;
 pub mod membership;
 pub mod message;
 pub mod message_seen;
@@ -13,6 +14,7 @@ pub mod task;
 pub mod user;
 
 pub mod prelude {
+    pub use super::auth_token::Entity as AuthToken;
     pub use super::membership::Entity as Membership;
     pub use super::message::Entity as Message;
     pub use super::message_seen::Entity as MessageSeen;

@@ -5,7 +5,11 @@
 //! HTTP or GraphQL; functions take a database connection and plain values and
 //! return [`crate::error::AppResult`].
 
+pub mod auth;
+pub mod messages;
 pub mod pagination;
+pub mod rooms;
+pub mod tasks;
 pub mod users;
 
 use chrono::{DateTime, SubsecRound, Utc};

@@ -15,7 +15,7 @@ use crate::error::{AppError, AppResult};
 const CURSOR_PREFIX: &str = "id:";
 
 /// A validated page request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct PageRequest {
     pub after: Option<i64>,
     pub before: Option<i64>,

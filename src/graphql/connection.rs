@@ -36,6 +36,19 @@ pub fn page_request(
     )
 }
 
+/// The page size assumed for complexity when a query gives neither `first`
+/// nor `last` (the default maximum page size).
+const ASSUMED_PAGE: usize = 100;
+
+/// Complexity of a connection field: its page size times its children.
+pub fn page_cost(first: Option<i32>, last: Option<i32>, child_complexity: usize) -> usize {
+    let size = first
+        .or(last)
+        .map(|n| n.max(0) as usize)
+        .unwrap_or(ASSUMED_PAGE);
+    1 + size.max(1) * child_complexity
+}
+
 /// True when the query selects `totalCount`, so the count is only run when
 /// someone reads it.
 pub fn wants_total(ctx: &Context<'_>) -> bool {

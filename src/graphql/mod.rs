@@ -1,26 +1,44 @@
 //! The GraphQL schema, independent of HTTP.
 //!
 //! Each domain area owns its part of the root types (merged here). The
-//! schema carries the shared services as data; per-request data (the viewer)
-//! is added by the transport in [`crate::http`].
+//! schema carries shared services as data; per-request data (the viewer, the
+//! DataLoader) is attached by [`prepare`], which every transport calls.
 
+mod auth;
 mod connection;
+pub mod loaders;
+mod messages;
+mod rooms;
+mod tasks;
 mod users;
 
 use async_graphql::{
-    Context, EmptySubscription, MergedObject, Schema, SchemaBuilder, extensions::Tracing,
+    Context, EmptySubscription, ErrorExtensions, MergedObject, Schema, SchemaBuilder,
+    extensions::Tracing,
 };
 use sea_orm::DatabaseConnection;
+use tokio::sync::OnceCell;
 
 use crate::{config::Config, error::AppResult, identity::Identity};
 
 pub use connection::TotalCount;
+use loaders::{LoadError, Loaders};
 
 #[derive(MergedObject, Default)]
-pub struct Query(users::UserQuery);
+pub struct Query(
+    users::UserQuery,
+    rooms::RoomQuery,
+    messages::MessageQuery,
+    tasks::TaskQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(users::UserMutation);
+pub struct Mutation(
+    auth::AuthMutation,
+    users::UserMutation,
+    rooms::RoomMutation,
+    messages::MessageMutation,
+);
 
 pub type ChatSchema = Schema<Query, Mutation, EmptySubscription>;
 
@@ -28,6 +46,7 @@ pub type ChatSchema = Schema<Query, Mutation, EmptySubscription>;
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_page_size: usize,
+    pub token_ttl: chrono::Duration,
 }
 
 fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
@@ -40,6 +59,7 @@ pub fn build(config: &Config, db: DatabaseConnection) -> ChatSchema {
         .data(db)
         .data(Limits {
             max_page_size: config.max_page_size.max(1),
+            token_ttl: config.token_ttl(),
         })
         .limit_depth(config.graphql_max_depth)
         .limit_complexity(config.graphql_max_complexity)
@@ -55,15 +75,48 @@ pub fn sdl() -> String {
     builder().finish().sdl()
 }
 
+/// Who is asking, resolved at most once per request.
+pub struct Viewer {
+    identity: Identity,
+    resolved: OnceCell<i64>,
+}
+
+impl Viewer {
+    pub fn new(identity: Identity) -> Self {
+        Viewer {
+            identity,
+            resolved: OnceCell::new(),
+        }
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+}
+
+/// Attach the per-request data (viewer, loaders) to a request.
+pub fn prepare(
+    request: async_graphql::Request,
+    db: &DatabaseConnection,
+    identity: Identity,
+) -> async_graphql::Request {
+    request
+        .data(Viewer::new(identity))
+        .data(loaders::loaders(db.clone()))
+}
+
 /// Shared accessors for resolvers.
 pub(crate) trait ContextExt {
     fn db(&self) -> &DatabaseConnection;
     fn limits(&self) -> &Limits;
-    fn identity(&self) -> &Identity;
+    fn loaders(&self) -> &Loaders;
+    fn viewer(&self) -> Option<&Viewer>;
+    /// The viewer's user id; `UNAUTHENTICATED` when there is none.
     async fn viewer_id(&self) -> AppResult<i64>;
+    /// The viewer's user id, or `None` for an anonymous request. A request
+    /// that tried to identify and failed is still an error.
+    async fn optional_viewer_id(&self) -> AppResult<Option<i64>>;
 }
-
-static ANONYMOUS: Identity = Identity::Anonymous;
 
 impl ContextExt for Context<'_> {
     fn db(&self) -> &DatabaseConnection {
@@ -74,11 +127,34 @@ impl ContextExt for Context<'_> {
         self.data_unchecked::<Limits>()
     }
 
-    fn identity(&self) -> &Identity {
-        self.data_opt::<Identity>().unwrap_or(&ANONYMOUS)
+    fn loaders(&self) -> &Loaders {
+        self.data_unchecked::<Loaders>()
+    }
+
+    fn viewer(&self) -> Option<&Viewer> {
+        self.data_opt::<Viewer>()
     }
 
     async fn viewer_id(&self) -> AppResult<i64> {
-        self.identity().require(self.db()).await
+        let Some(viewer) = self.viewer() else {
+            return Identity::Anonymous.require(self.db()).await;
+        };
+        viewer
+            .resolved
+            .get_or_try_init(|| viewer.identity.require(self.db()))
+            .await
+            .copied()
     }
+
+    async fn optional_viewer_id(&self) -> AppResult<Option<i64>> {
+        match self.viewer().map(Viewer::identity) {
+            None | Some(Identity::Anonymous) => Ok(None),
+            Some(_) => self.viewer_id().await.map(Some),
+        }
+    }
+}
+
+/// Turn a loader failure into a GraphQL error with its code.
+pub(crate) fn load_error(error: LoadError) -> async_graphql::Error {
+    error.as_ref().extend()
 }

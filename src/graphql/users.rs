@@ -2,15 +2,18 @@
 //! mutations. Resolvers only translate; the rules are in `domain::users`.
 
 use async_graphql::{
-    Context, Enum, ErrorExtensions, ID, InputObject, MaybeUndefined, Object, Result, ResultExt,
-    SimpleObject, connection::Connection,
+    Context, Enum, ID, InputObject, MaybeUndefined, Object, Result, ResultExt, SimpleObject,
+    connection::Connection,
 };
 use chrono::{DateTime, Utc};
 use entity::profile::Status;
 
 use super::{
     ContextExt, TotalCount,
-    connection::{connection, page_request, wants_total},
+    connection::{connection, page_cost, page_request, wants_total},
+    load_error,
+    loaders::{MembershipsOfUser, RoomById},
+    rooms::{Room, can_see},
 };
 use crate::{
     domain::users::{
@@ -100,6 +103,28 @@ impl User {
     async fn date_joined(&self) -> DateTime<Utc> {
         self.0.user.date_joined
     }
+    /// Rooms the user is currently in: every group room, plus the direct
+    /// rooms the viewer shares with them (all of them for the viewer).
+    async fn rooms(&self, ctx: &Context<'_>) -> Result<Vec<Room>> {
+        let memberships = ctx
+            .loaders()
+            .load_one(MembershipsOfUser(self.0.user.id))
+            .await
+            .map_err(load_error)?
+            .unwrap_or_default();
+        let ids: Vec<RoomById> = memberships.iter().map(|m| RoomById(m.room_id)).collect();
+        let rooms = ctx.loaders().load_many(ids).await.map_err(load_error)?;
+        let mut visible = Vec::with_capacity(memberships.len());
+        for membership in memberships {
+            if let Some(room) = rooms.get(&RoomById(membership.room_id))
+                && can_see(ctx, room).await?
+            {
+                visible.push(Room(room.clone()));
+            }
+        }
+        Ok(visible)
+    }
+
     async fn profile(&self) -> Profile {
         let profile = &self.0.profile;
         Profile {
@@ -198,6 +223,7 @@ impl UserQuery {
     }
 
     /// Users ordered by id, optionally filtered.
+    #[graphql(complexity = "page_cost(first, last, child_complexity)")]
     async fn users(
         &self,
         ctx: &Context<'_>,
@@ -271,7 +297,7 @@ impl UserMutation {
 
     /// Delete the viewer's own account. Returns the deleted user's id.
     async fn delete_user(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
-        let user_id = parse_id("id", &id).map_err(|e| e.extend())?;
+        let user_id = parse_id("id", &id).extend()?;
         require_self(ctx, user_id).await.extend()?;
         users::delete(ctx.db(), user_id).await.extend()?;
         Ok(id)

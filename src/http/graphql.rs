@@ -1,63 +1,308 @@
-//! `/graphql` over HTTP: POST and GET queries, GraphiQL for browsers.
+//! `/graphql` over HTTP, following the GraphQL-over-HTTP specification.
+//!
+//! - `POST` takes `application/json` bodies (a request or a batch array);
+//!   any other content type is refused with 415.
+//! - `GET` takes `query`, `variables`, `operationName` in the query string,
+//!   for queries only: a mutation over GET is refused with 405.
+//! - The response type follows `Accept`: `application/graphql-response+json`
+//!   when the client prefers it (a request that cannot execute is then a 400
+//!   without `data`), `application/json` otherwise (always 200 once the body
+//!   parsed).
+//! - A browser `GET` without a query gets GraphiQL.
 
-use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::{
-    extract::{FromRequest, Request, State},
-    http::{HeaderMap, Uri, header},
-    response::{Html, IntoResponse, Response},
+use async_graphql::{
+    BatchRequest, BatchResponse, Response as GqlResponse, parser::types::OperationType,
 };
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
 
-use crate::{app::AppState, identity::Identity};
+use super::graphiql;
+use crate::{app::AppState, graphql, identity::Identity};
+
+const JSON: &str = "application/json";
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+/// Most operations one batched request may carry.
+const MAX_BATCH: usize = 20;
+
+/// The media type a response is sent as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaType {
+    Json,
+    GraphQLResponseJson,
+}
+
+impl MediaType {
+    fn header(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            MediaType::Json => "application/json; charset=utf-8",
+            MediaType::GraphQLResponseJson => "application/graphql-response+json; charset=utf-8",
+        })
+    }
+}
+
+/// Pick the response media type from `Accept`: the supported type with the
+/// highest quality, the first listed on a tie; JSON when nothing matches.
+pub fn negotiate(headers: &HeaderMap) -> MediaType {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return MediaType::Json;
+    };
+    let mut best: Option<(f32, MediaType)> = None;
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let candidate = match media.as_str() {
+            GRAPHQL_RESPONSE_JSON => MediaType::GraphQLResponseJson,
+            JSON | "application/*" | "*/*" => MediaType::Json,
+            _ => continue,
+        };
+        if quality > 0.0 && best.is_none_or(|(q, _)| quality > q) {
+            best = Some((quality, candidate));
+        }
+    }
+    best.map(|(_, media)| media).unwrap_or(MediaType::Json)
+}
 
 /// The identity the request names, from its headers and query string.
 fn identity(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Identity {
-    let header = headers.get("x-user-id").and_then(|v| v.to_str().ok());
+    let header_value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let query = uri.query().and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "user_id")
             .map(|(_, v)| v.into_owned())
     });
-    Identity::from_legacy(header, query.as_deref(), state.config.legacy_identity)
-}
-
-fn wants_html(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/html"))
-}
-
-async fn execute(state: &AppState, identity: Identity, request: GraphQLRequest) -> Response {
-    let request = request.into_inner().data(identity);
-    GraphQLResponse::from(state.schema.execute(request).await).into_response()
-}
-
-pub async fn graphql_post(State(state): State<AppState>, request: Request) -> Response {
-    let identity = identity(&state, request.headers(), request.uri());
-    match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
-        request, &state,
+    Identity::from_parts(
+        header_value("authorization"),
+        header_value("x-user-id"),
+        query.as_deref(),
+        state.config.legacy_identity,
     )
-    .await
-    {
-        Ok(request) => execute(&state, identity, request).await,
-        Err(rejection) => rejection.into_response(),
-    }
 }
 
-pub async fn graphql_get(State(state): State<AppState>, request: Request) -> Response {
-    let has_query = request
-        .uri()
-        .query()
-        .is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "query"));
-    if !has_query && wants_html(request.headers()) {
-        return Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql")
-                .finish(),
-        )
-        .into_response();
+/// A response for a request that never reached execution.
+fn request_error(status: StatusCode, media: MediaType, message: &str) -> Response {
+    let body = json!({"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]});
+    (
+        status,
+        [(header::CONTENT_TYPE, media.header())],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A response whose errors all come before execution (parse, validation,
+/// variables) has no data and no error with a path.
+fn is_request_error(response: &GqlResponse) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty())
+}
+
+fn single_body(response: &GqlResponse, media: MediaType) -> (StatusCode, serde_json::Value) {
+    let mut value = serde_json::to_value(response).unwrap_or_else(|_| json!({}));
+    if media == MediaType::GraphQLResponseJson && is_request_error(response) {
+        if let Some(object) = value.as_object_mut() {
+            object.remove("data");
+        }
+        return (StatusCode::BAD_REQUEST, value);
     }
-    graphql_post(State(state), request).await
+    (StatusCode::OK, value)
+}
+
+fn respond(batch: BatchResponse, media: MediaType) -> Response {
+    let (status, body) = match &batch {
+        BatchResponse::Single(response) => single_body(response, media),
+        BatchResponse::Batch(responses) => (
+            StatusCode::OK,
+            serde_json::Value::Array(responses.iter().map(|r| single_body(r, media).1).collect()),
+        ),
+    };
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, media.header())],
+        body.to_string(),
+    )
+        .into_response();
+    if let BatchResponse::Single(single) = &batch {
+        for (name, value) in single.http_headers.iter() {
+            response.headers_mut().append(name, value.clone());
+        }
+    }
+    response
+}
+
+async fn execute(
+    state: &AppState,
+    identity: Identity,
+    batch: BatchRequest,
+    media: MediaType,
+) -> Response {
+    let batch = match batch {
+        BatchRequest::Single(request) => {
+            BatchRequest::Single(graphql::prepare(request, &state.db, identity))
+        }
+        BatchRequest::Batch(requests) => {
+            if requests.len() > MAX_BATCH {
+                return request_error(
+                    StatusCode::BAD_REQUEST,
+                    media,
+                    &format!("A batch may hold at most {MAX_BATCH} operations"),
+                );
+            }
+            BatchRequest::Batch(
+                requests
+                    .into_iter()
+                    .map(|r| graphql::prepare(r, &state.db, identity.clone()))
+                    .collect(),
+            )
+        }
+    };
+    respond(state.schema.execute_batch(batch).await, media)
+}
+
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| v == JSON || v == GRAPHQL_RESPONSE_JSON || v.ends_with("+json"))
+}
+
+pub async fn graphql_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let media = negotiate(&headers);
+    if !is_json_content_type(&headers) {
+        return request_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            media,
+            "GraphQL requests must be sent as `Content-Type: application/json`",
+        );
+    }
+    let batch: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(batch) => batch,
+        Err(e) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                media,
+                &format!("The body is not a GraphQL request: {e}"),
+            );
+        }
+    };
+    let identity = identity(&state, &headers, &uri);
+    execute(&state, identity, batch, media).await
+}
+
+/// Is the operation the request would run a mutation (or subscription)?
+fn is_non_query(request: &async_graphql::Request) -> bool {
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let operation = match &request.operation_name {
+        Some(name) => document
+            .operations
+            .iter()
+            .find(|(op_name, _)| op_name.map(|n| n.as_str()) == Some(name.as_str()))
+            .map(|(_, op)| op),
+        None => document.operations.iter().next().map(|(_, op)| op),
+    };
+    operation.is_some_and(|op| op.node.ty != OperationType::Query)
+}
+
+pub async fn graphql_get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let query_string = uri.query().unwrap_or("");
+    let has_query = url::form_urlencoded::parse(query_string.as_bytes()).any(|(k, _)| k == "query");
+    if !has_query && graphiql::wants_html(&headers) {
+        return graphiql::page();
+    }
+    let media = negotiate(&headers);
+    let request = match async_graphql::http::parse_query_string(query_string) {
+        Ok(request) => request,
+        Err(e) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                media,
+                &format!("Invalid GraphQL GET request: {e}"),
+            );
+        }
+    };
+    if is_non_query(&request) {
+        let mut response = request_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            media,
+            "Only queries may be sent with GET; send mutations with POST",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        return response;
+    }
+    let identity = identity(&state, &headers, &uri);
+    execute(&state, identity, BatchRequest::Single(request), media).await
+}
+
+/// `/graphql` with a method other than GET or POST.
+pub async fn method_not_allowed(method: Method) -> Response {
+    let mut response = request_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        MediaType::Json,
+        &format!("{method} is not supported on /graphql; use GET or POST"),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(negotiate(&HeaderMap::new()), MediaType::Json);
+        assert_eq!(negotiate(&accept("*/*")), MediaType::Json);
+        assert_eq!(negotiate(&accept("application/json")), MediaType::Json);
+        assert_eq!(
+            negotiate(&accept("application/graphql-response+json")),
+            MediaType::GraphQLResponseJson
+        );
+        assert_eq!(
+            negotiate(&accept(
+                "application/graphql-response+json, application/json;q=0.9"
+            )),
+            MediaType::GraphQLResponseJson
+        );
+        assert_eq!(
+            negotiate(&accept(
+                "application/json, application/graphql-response+json"
+            )),
+            MediaType::Json
+        );
+        assert_eq!(
+            negotiate(&accept(
+                "application/json;q=0.5, application/graphql-response+json"
+            )),
+            MediaType::GraphQLResponseJson
+        );
+        assert_eq!(negotiate(&accept("text/html")), MediaType::Json);
+    }
 }

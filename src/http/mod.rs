@@ -2,6 +2,7 @@
 //! part of any API (health, readiness). API handlers are thin: they extract
 //! input and hand it to the GraphQL schema or the domain.
 
+mod graphiql;
 mod graphql;
 mod health;
 
@@ -32,8 +33,11 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route(
             "/graphql",
-            get(graphql::graphql_get).post(graphql::graphql_post),
+            get(graphql::graphql_get)
+                .post(graphql::graphql_post)
+                .fallback(graphql::method_not_allowed),
         )
+        .route("/graphiql/{file}", get(graphiql::asset))
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))

@@ -1,0 +1,396 @@
+//! Messages and read receipts: storing (idempotently), room history, unread
+//! messages and counts, marking seen.
+//!
+//! "Unread" for a user means: in a room the user is a current member of, not
+//! sent by the user, and without the user's receipt. A message is seen by a
+//! user at most once; the first receipt wins.
+
+use std::collections::{HashMap, HashSet};
+
+use entity::{membership, message, message_seen};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Select, Statement,
+    sea_query::{Expr, ExprTrait, OnConflict, Query},
+};
+use uuid::Uuid;
+
+use super::{
+    now,
+    pagination::{self, Page, PageRequest},
+};
+use crate::error::{AppError, AppResult};
+
+pub const TEXT_MAX: usize = 1024;
+
+/// Check a message text: 1 to 1024 characters.
+pub fn validate_text(text: &str) -> AppResult<()> {
+    if text.is_empty() {
+        return Err(AppError::field("text", "This field may not be blank."));
+    }
+    if text.chars().count() > TEXT_MAX {
+        return Err(AppError::field(
+            "text",
+            format!("Ensure this field has no more than {TEXT_MAX} characters."),
+        ));
+    }
+    Ok(())
+}
+
+/// Store a message. With a task id the call is idempotent: a second call
+/// with the same id stores nothing and returns the message the first stored.
+/// Returns the message and whether this call created it.
+pub async fn store(
+    db: &impl ConnectionTrait,
+    room_id: i64,
+    sender_id: Option<i64>,
+    text: &str,
+    task_id: Option<Uuid>,
+) -> AppResult<(message::Model, bool)> {
+    validate_text(text)?;
+    let row = message::ActiveModel {
+        room_id: Set(room_id),
+        sender_id: Set(sender_id),
+        text: Set(text.to_owned()),
+        sent_at: Set(now()),
+        task_id: Set(task_id),
+        ..Default::default()
+    };
+    let Some(task_id) = task_id else {
+        let result = message::Entity::insert(row).exec(db).await?;
+        return Ok((get(db, result.last_insert_id).await?, true));
+    };
+    let inserted = message::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(message::Column::TaskId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec(db)
+        .await;
+    let created = match inserted {
+        Ok(_) => true,
+        Err(sea_orm::DbErr::RecordNotInserted) => false,
+        Err(e) => return Err(e.into()),
+    };
+    let message = message::Entity::find()
+        .filter(message::Column::TaskId.eq(task_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("message of task {task_id} vanished")))?;
+    Ok((message, created))
+}
+
+pub async fn get(db: &impl ConnectionTrait, id: i64) -> AppResult<message::Model> {
+    message::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("message"))
+}
+
+/// Messages by id, in one statement.
+pub async fn load_many(
+    db: &impl ConnectionTrait,
+    ids: &[i64],
+) -> AppResult<HashMap<i64, message::Model>> {
+    Ok(message::Entity::find()
+        .filter(message::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| (m.id, m))
+        .collect())
+}
+
+fn in_room(room_id: i64) -> Select<message::Entity> {
+    message::Entity::find().filter(message::Column::RoomId.eq(room_id))
+}
+
+/// Every message of a room, oldest first.
+pub async fn list_room(db: &impl ConnectionTrait, room_id: i64) -> AppResult<Vec<message::Model>> {
+    Ok(in_room(room_id)
+        .order_by_asc(message::Column::Id)
+        .all(db)
+        .await?)
+}
+
+/// One page of a room's history, oldest first.
+pub async fn room_page(
+    db: &impl ConnectionTrait,
+    room_id: i64,
+    request: PageRequest,
+) -> AppResult<Page<message::Model>> {
+    pagination::fetch_page(db, in_room(room_id), message::Column::Id, request).await
+}
+
+/// The same page of history for many rooms, in one statement (a window
+/// function numbers each room's rows), so a list of rooms with their
+/// messages costs a fixed number of statements.
+pub async fn room_pages(
+    db: &impl ConnectionTrait,
+    room_ids: &[i64],
+    request: PageRequest,
+) -> AppResult<HashMap<i64, Page<message::Model>>> {
+    if room_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (limit, backwards) = match (request.first, request.last) {
+        (_, Some(last)) => (last, true),
+        (first, None) => (first.unwrap_or(0), false),
+    };
+    // Every interpolated value is an integer, so building the text is safe.
+    let ids = room_ids
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut filters = format!("room_id IN ({ids})");
+    if let Some(after) = request.after {
+        filters.push_str(&format!(" AND id > {after}"));
+    }
+    if let Some(before) = request.before {
+        filters.push_str(&format!(" AND id < {before}"));
+    }
+    let direction = if backwards { "DESC" } else { "ASC" };
+    let sql = format!(
+        "SELECT id, room_id, sender_id, text, sent_at, task_id FROM (\
+           SELECT id, room_id, sender_id, text, sent_at, task_id, \
+                  ROW_NUMBER() OVER (PARTITION BY room_id ORDER BY id {direction}) AS position \
+           FROM messages WHERE {filters}\
+         ) numbered WHERE position <= {} ORDER BY room_id, id",
+        limit + 1
+    );
+    let backend = db.get_database_backend();
+    let rows = message::Model::find_by_statement(Statement::from_string(backend, sql))
+        .all(db)
+        .await?;
+    let mut grouped: HashMap<i64, Vec<message::Model>> = HashMap::new();
+    for row in rows {
+        grouped.entry(row.room_id).or_default().push(row);
+    }
+    Ok(room_ids
+        .iter()
+        .map(|&room_id| {
+            let mut items = grouped.remove(&room_id).unwrap_or_default();
+            let more = items.len() > limit;
+            let page = if backwards {
+                // Rows are ascending; the extra row, if any, is the oldest.
+                if more {
+                    items.remove(0);
+                }
+                Page {
+                    items,
+                    has_previous_page: more,
+                    has_next_page: request.before.is_some(),
+                }
+            } else {
+                items.truncate(limit);
+                Page {
+                    items,
+                    has_previous_page: request.after.is_some(),
+                    has_next_page: more,
+                }
+            };
+            (room_id, page)
+        })
+        .collect())
+}
+
+/// Number of messages in each room.
+pub async fn counts_by_room(
+    db: &impl ConnectionTrait,
+    room_ids: &[i64],
+) -> AppResult<HashMap<i64, u64>> {
+    let rows: Vec<(i64, i64)> = message::Entity::find()
+        .select_only()
+        .column(message::Column::RoomId)
+        .column_as(message::Column::Id.count(), "n")
+        .filter(message::Column::RoomId.is_in(room_ids.iter().copied()))
+        .group_by(message::Column::RoomId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|(r, n)| (r, n as u64)).collect())
+}
+
+/// Messages not sent by `user_id` and without their receipt.
+fn unseen_by(select: Select<message::Entity>, user_id: i64) -> Select<message::Entity> {
+    let receipt = Query::select()
+        .expr(Expr::val(1))
+        .from(message_seen::Entity)
+        .and_where(
+            Expr::col((message_seen::Entity, message_seen::Column::MessageId))
+                .equals((message::Entity, message::Column::Id)),
+        )
+        .and_where(Expr::col((message_seen::Entity, message_seen::Column::UserId)).eq(user_id))
+        .to_owned();
+    select
+        .filter(
+            Condition::any()
+                .add(message::Column::SenderId.is_null())
+                .add(message::Column::SenderId.ne(user_id)),
+        )
+        .filter(Expr::exists(receipt).not())
+}
+
+/// The user's unread messages across the rooms they are in.
+fn unread(user_id: i64) -> Select<message::Entity> {
+    let rooms = membership::Entity::find()
+        .select_only()
+        .column(membership::Column::RoomId)
+        .filter(membership::Column::UserId.eq(user_id))
+        .filter(membership::Column::LeftAt.is_null())
+        .into_query();
+    unseen_by(
+        message::Entity::find().filter(message::Column::RoomId.in_subquery(rooms)),
+        user_id,
+    )
+}
+
+/// One page of the user's unread messages, oldest first.
+pub async fn unread_page(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    request: PageRequest,
+) -> AppResult<Page<message::Model>> {
+    pagination::fetch_page(db, unread(user_id), message::Column::Id, request).await
+}
+
+pub async fn unread_count(db: &impl ConnectionTrait, user_id: i64) -> AppResult<u64> {
+    pagination::count(db, unread(user_id)).await
+}
+
+/// All the user's unread messages, oldest first (the legacy long-poll).
+pub async fn unread_list(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+) -> AppResult<Vec<message::Model>> {
+    Ok(unread(user_id)
+        .order_by_asc(message::Column::Id)
+        .all(db)
+        .await?)
+}
+
+/// Unread messages newer than `after_id`, oldest first, at most `limit`.
+pub async fn unread_since(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    after_id: i64,
+    limit: u64,
+) -> AppResult<Vec<message::Model>> {
+    Ok(unread(user_id)
+        .filter(message::Column::Id.gt(after_id))
+        .order_by_asc(message::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// The user's unread count in each of the rooms.
+pub async fn unread_counts(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    room_ids: &[i64],
+) -> AppResult<HashMap<i64, u64>> {
+    let select = unseen_by(
+        message::Entity::find().filter(message::Column::RoomId.is_in(room_ids.iter().copied())),
+        user_id,
+    );
+    let rows: Vec<(i64, i64)> = select
+        .select_only()
+        .column(message::Column::RoomId)
+        .column_as(message::Column::Id.count(), "n")
+        .group_by(message::Column::RoomId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|(r, n)| (r, n as u64)).collect())
+}
+
+/// Mark the room's messages not sent by the user as seen by them, up to
+/// `up_to` (a message id) when given. Existing receipts are kept (first time
+/// wins). Returns how many receipts were added.
+pub async fn mark_seen(
+    db: &impl ConnectionTrait,
+    room_id: i64,
+    user_id: i64,
+    up_to: Option<i64>,
+) -> AppResult<u64> {
+    let mut pending = unseen_by(in_room(room_id), user_id)
+        .select_only()
+        .column(message::Column::Id);
+    if let Some(up_to) = up_to {
+        pending = pending.filter(message::Column::Id.lte(up_to));
+    }
+    let mut select = pending.into_query();
+    select.expr(Expr::val(user_id)).expr(Expr::val(now()));
+    let mut insert = Query::insert();
+    insert
+        .into_table(message_seen::Entity)
+        .columns([
+            message_seen::Column::MessageId,
+            message_seen::Column::UserId,
+            message_seen::Column::SeenAt,
+        ])
+        .select_from(select)
+        .map_err(|e| AppError::internal(anyhow::anyhow!("mark seen query: {e}")))?
+        .on_conflict(
+            OnConflict::columns([
+                message_seen::Column::UserId,
+                message_seen::Column::MessageId,
+            ])
+            .do_nothing()
+            .to_owned(),
+        );
+    let backend = db.get_database_backend();
+    let statement = backend.build(&insert);
+    let result = db.execute_raw(statement).await?;
+    Ok(result.rows_affected())
+}
+
+/// Receipts of each message, oldest first.
+pub async fn receipts(
+    db: &impl ConnectionTrait,
+    message_ids: &[i64],
+) -> AppResult<HashMap<i64, Vec<message_seen::Model>>> {
+    let mut by_message: HashMap<i64, Vec<message_seen::Model>> = HashMap::new();
+    for r in message_seen::Entity::find()
+        .filter(message_seen::Column::MessageId.is_in(message_ids.iter().copied()))
+        .order_by_asc(message_seen::Column::Id)
+        .all(db)
+        .await?
+    {
+        by_message.entry(r.message_id).or_default().push(r);
+    }
+    Ok(by_message)
+}
+
+/// Which of the messages the user has seen.
+pub async fn seen_by_user(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    message_ids: &[i64],
+) -> AppResult<HashSet<i64>> {
+    let ids: Vec<i64> = message_seen::Entity::find()
+        .select_only()
+        .column(message_seen::Column::MessageId)
+        .filter(message_seen::Column::UserId.eq(user_id))
+        .filter(message_seen::Column::MessageId.is_in(message_ids.iter().copied()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(ids.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_are_checked() {
+        assert!(validate_text("").is_err());
+        assert!(validate_text(&"x".repeat(1025)).is_err());
+        assert!(validate_text(&"é".repeat(1024)).is_ok());
+    }
+}

@@ -1,0 +1,490 @@
+//! Rooms and memberships: create, join, leave, direct rooms, who is in what.
+//!
+//! Rules: room names are unique; a direct room belongs to one pair of users
+//! (unique pair key), is named after them and cannot be joined; a user has at
+//! most one current membership per room (history is kept: leaving sets
+//! `left_at`, re-joining starts a new row); when the last member leaves, the
+//! room is deleted.
+
+use std::collections::HashMap;
+
+use entity::{membership, room, user};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+    TransactionTrait, sea_query::OnConflict,
+};
+
+use super::{
+    now,
+    pagination::{self, Page, PageRequest},
+    users::{self, UserRecord},
+};
+use crate::error::{AppError, AppResult, is_unique_violation};
+
+pub const NAME_MAX: usize = 255;
+
+/// The unique key of the direct room of two users.
+pub fn direct_key(a: i64, b: i64) -> String {
+    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+    format!("{low}:{high}")
+}
+
+pub async fn get(db: &impl ConnectionTrait, id: i64) -> AppResult<room::Model> {
+    room::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("room"))
+}
+
+/// Rooms by id, in one statement; missing ids are absent.
+pub async fn load_many(
+    db: &impl ConnectionTrait,
+    ids: &[i64],
+) -> AppResult<HashMap<i64, room::Model>> {
+    Ok(room::Entity::find()
+        .filter(room::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r))
+        .collect())
+}
+
+fn current_memberships() -> Select<membership::Entity> {
+    membership::Entity::find().filter(membership::Column::LeftAt.is_null())
+}
+
+pub async fn is_member(db: &impl ConnectionTrait, room_id: i64, user_id: i64) -> AppResult<bool> {
+    Ok(current_memberships()
+        .filter(membership::Column::RoomId.eq(room_id))
+        .filter(membership::Column::UserId.eq(user_id))
+        .count(db)
+        .await?
+        > 0)
+}
+
+/// The room, if `user_id` is one of its current members: `NOT_FOUND` when the
+/// room does not exist, `FORBIDDEN` when the user is not in it.
+pub async fn require_member(
+    db: &impl ConnectionTrait,
+    room_id: i64,
+    user_id: i64,
+) -> AppResult<room::Model> {
+    let room = get(db, room_id).await?;
+    if is_member(db, room_id, user_id).await? {
+        Ok(room)
+    } else {
+        Err(AppError::Forbidden(
+            "You are not a member of this room".to_owned(),
+        ))
+    }
+}
+
+/// Which of `room_ids` the user is currently a member of.
+pub async fn member_of(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    room_ids: &[i64],
+) -> AppResult<Vec<i64>> {
+    Ok(current_memberships()
+        .select_only()
+        .column(membership::Column::RoomId)
+        .filter(membership::Column::UserId.eq(user_id))
+        .filter(membership::Column::RoomId.is_in(room_ids.iter().copied()))
+        .into_tuple()
+        .all(db)
+        .await?)
+}
+
+fn validate_name(name: &str) -> AppResult<String> {
+    if name.trim().is_empty() {
+        return Err(AppError::field("room_name", "This field may not be blank."));
+    }
+    if name.chars().count() > NAME_MAX {
+        return Err(AppError::field(
+            "room_name",
+            format!("Ensure this field has no more than {NAME_MAX} characters."),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn name_taken(name: &str) -> AppError {
+    AppError::Conflict(format!("A room named \"{name}\" already exists"))
+}
+
+/// Create a group room with the named users as members (unknown usernames
+/// are ignored) plus `creator`, when given.
+#[tracing::instrument(skip(db, member_usernames))]
+pub async fn create(
+    db: &DatabaseConnection,
+    name: &str,
+    member_usernames: &[String],
+    creator: Option<i64>,
+) -> AppResult<room::Model> {
+    let name = validate_name(name)?;
+    let mut member_ids: Vec<i64> = if member_usernames.is_empty() {
+        Vec::new()
+    } else {
+        user::Entity::find()
+            .select_only()
+            .column(user::Column::Id)
+            .filter(user::Column::Username.is_in(member_usernames.iter().cloned()))
+            .into_tuple()
+            .all(db)
+            .await?
+    };
+    member_ids.extend(creator);
+    member_ids.sort_unstable();
+    member_ids.dedup();
+
+    let txn = db.begin().await?;
+    if room::Entity::find()
+        .filter(room::Column::Name.eq(name.as_str()))
+        .count(&txn)
+        .await?
+        > 0
+    {
+        return Err(name_taken(&name));
+    }
+    let created_at = now();
+    let room = room::ActiveModel {
+        name: Set(name.clone()),
+        is_direct: Set(false),
+        direct_key: Set(None),
+        created_at: Set(created_at),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            name_taken(&name)
+        } else {
+            e.into()
+        }
+    })?;
+    add_members(&txn, room.id, &member_ids).await?;
+    txn.commit().await?;
+    tracing::info!(
+        room_id = room.id,
+        members = member_ids.len(),
+        "room created"
+    );
+    Ok(room)
+}
+
+async fn add_members(db: &impl ConnectionTrait, room_id: i64, user_ids: &[i64]) -> AppResult<()> {
+    if user_ids.is_empty() {
+        return Ok(());
+    }
+    let joined_at = now();
+    membership::Entity::insert_many(user_ids.iter().map(|&user_id| membership::ActiveModel {
+        room_id: Set(room_id),
+        user_id: Set(user_id),
+        joined_at: Set(joined_at),
+        left_at: Set(None),
+        ..Default::default()
+    }))
+    .exec(db)
+    .await?;
+    Ok(())
+}
+
+/// Join a group room.
+#[tracing::instrument(skip(db))]
+pub async fn join(
+    db: &DatabaseConnection,
+    room_id: i64,
+    user_id: i64,
+) -> AppResult<membership::Model> {
+    let room = get(db, room_id).await?;
+    if !users::exists(db, user_id).await? {
+        return Err(AppError::NotFound("user"));
+    }
+    if room.is_direct {
+        return Err(AppError::BadInput("Can't join a private chat".to_owned()));
+    }
+    let already = || AppError::Conflict("You are already a member of this room".to_owned());
+    if is_member(db, room_id, user_id).await? {
+        return Err(already());
+    }
+    membership::ActiveModel {
+        room_id: Set(room_id),
+        user_id: Set(user_id),
+        joined_at: Set(now()),
+        left_at: Set(None),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            already()
+        } else {
+            e.into()
+        }
+    })
+}
+
+/// What leaving a room did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Left {
+    /// The user was the last member, so the room is gone.
+    pub room_deleted: bool,
+}
+
+/// Leave a room; the last member leaving deletes it.
+#[tracing::instrument(skip(db))]
+pub async fn leave(db: &DatabaseConnection, room_id: i64, user_id: i64) -> AppResult<Left> {
+    get(db, room_id).await?;
+    if !users::exists(db, user_id).await? {
+        return Err(AppError::NotFound("user"));
+    }
+    let txn = db.begin().await?;
+    let ended = membership::Entity::update_many()
+        .col_expr(
+            membership::Column::LeftAt,
+            sea_orm::sea_query::Expr::value(now()),
+        )
+        .filter(membership::Column::RoomId.eq(room_id))
+        .filter(membership::Column::UserId.eq(user_id))
+        .filter(membership::Column::LeftAt.is_null())
+        .exec(&txn)
+        .await?;
+    if ended.rows_affected == 0 {
+        return Err(AppError::BadInput(
+            "You are not a member of this room".to_owned(),
+        ));
+    }
+    let remaining = current_memberships()
+        .filter(membership::Column::RoomId.eq(room_id))
+        .count(&txn)
+        .await?;
+    if remaining == 0 {
+        room::Entity::delete_by_id(room_id).exec(&txn).await?;
+    }
+    txn.commit().await?;
+    Ok(Left {
+        room_deleted: remaining == 0,
+    })
+}
+
+/// The direct room of two users, if it exists.
+pub async fn direct_room(
+    db: &impl ConnectionTrait,
+    a: i64,
+    b: i64,
+) -> AppResult<Option<room::Model>> {
+    Ok(room::Entity::find()
+        .filter(room::Column::DirectKey.eq(direct_key(a, b)))
+        .one(db)
+        .await?)
+}
+
+/// The direct room of two users, created with both as members if it does not
+/// exist yet. Concurrent callers get the same room: the pair key is unique and
+/// the loser of the race reads the winner's room.
+#[tracing::instrument(skip(db))]
+pub async fn find_or_create_direct(
+    db: &DatabaseConnection,
+    from: i64,
+    to: i64,
+) -> AppResult<room::Model> {
+    if from == to {
+        return Err(AppError::BadInput(
+            "You can't send a direct message to yourself".to_owned(),
+        ));
+    }
+    if let Some(room) = direct_room(db, from, to).await? {
+        return Ok(room);
+    }
+    let pair = users::load_many(db, &[from, to]).await?;
+    let (Some(a), Some(b)) = (pair.get(&from.min(to)), pair.get(&from.max(to))) else {
+        return Err(AppError::NotFound("user"));
+    };
+    let name = format!("{} - {}", a.user.username, b.user.username);
+    let key = direct_key(from, to);
+
+    let txn = db.begin().await?;
+    let inserted = room::Entity::insert(room::ActiveModel {
+        name: Set(name),
+        is_direct: Set(true),
+        direct_key: Set(Some(key.clone())),
+        created_at: Set(now()),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::column(room::Column::DirectKey)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec(&txn)
+    .await;
+    match inserted {
+        Ok(result) => {
+            add_members(&txn, result.last_insert_id, &[a.user.id, b.user.id]).await?;
+            txn.commit().await?;
+        }
+        Err(DbErr::RecordNotInserted) => txn.rollback().await?,
+        Err(e) if is_unique_violation(&e) => {
+            // The name (not the key) is taken, by a group room named like
+            // the pair. Fall back to a name that cannot clash.
+            txn.rollback().await?;
+            return create_direct_with_key_name(db, &key, a.user.id, b.user.id).await;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    direct_room(db, from, to)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("direct room {key} vanished")))
+}
+
+async fn create_direct_with_key_name(
+    db: &DatabaseConnection,
+    key: &str,
+    a: i64,
+    b: i64,
+) -> AppResult<room::Model> {
+    let txn = db.begin().await?;
+    let room = room::ActiveModel {
+        name: Set(format!("direct:{key}")),
+        is_direct: Set(true),
+        direct_key: Set(Some(key.to_owned())),
+        created_at: Set(now()),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await?;
+    add_members(&txn, room.id, &[a, b]).await?;
+    txn.commit().await?;
+    Ok(room)
+}
+
+fn rooms_of(user_id: i64) -> Select<room::Entity> {
+    let current = current_memberships()
+        .select_only()
+        .column(membership::Column::RoomId)
+        .filter(membership::Column::UserId.eq(user_id))
+        .into_query();
+    room::Entity::find().filter(room::Column::Id.in_subquery(current))
+}
+
+fn group_rooms() -> Select<room::Entity> {
+    room::Entity::find().filter(room::Column::IsDirect.eq(false))
+}
+
+/// Every room (group or direct) the user is a current member of, by id.
+pub async fn list_for_user(db: &impl ConnectionTrait, user_id: i64) -> AppResult<Vec<room::Model>> {
+    Ok(rooms_of(user_id)
+        .order_by_asc(room::Column::Id)
+        .all(db)
+        .await?)
+}
+
+/// Every group room, by id.
+pub async fn list_groups(db: &impl ConnectionTrait) -> AppResult<Vec<room::Model>> {
+    Ok(group_rooms().order_by_asc(room::Column::Id).all(db).await?)
+}
+
+/// Which rooms a page lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomScope {
+    /// The rooms the user is a current member of.
+    MemberOf(i64),
+    /// All group rooms.
+    Groups,
+}
+
+fn scoped(scope: RoomScope) -> Select<room::Entity> {
+    match scope {
+        RoomScope::MemberOf(user_id) => rooms_of(user_id),
+        RoomScope::Groups => group_rooms(),
+    }
+}
+
+pub async fn page(
+    db: &impl ConnectionTrait,
+    scope: RoomScope,
+    request: PageRequest,
+) -> AppResult<Page<room::Model>> {
+    pagination::fetch_page(db, scoped(scope), room::Column::Id, request).await
+}
+
+pub async fn count(db: &impl ConnectionTrait, scope: RoomScope) -> AppResult<u64> {
+    pagination::count(db, scoped(scope)).await
+}
+
+/// Current members of each room, ordered by user id.
+pub async fn members_of_rooms(
+    db: &impl ConnectionTrait,
+    room_ids: &[i64],
+) -> AppResult<HashMap<i64, Vec<UserRecord>>> {
+    let memberships = current_memberships()
+        .filter(membership::Column::RoomId.is_in(room_ids.iter().copied()))
+        .order_by_asc(membership::Column::UserId)
+        .all(db)
+        .await?;
+    let user_ids: Vec<i64> = memberships.iter().map(|m| m.user_id).collect();
+    let users = users::load_many(db, &user_ids).await?;
+    let mut members: HashMap<i64, Vec<UserRecord>> = HashMap::new();
+    for m in memberships {
+        if let Some(user) = users.get(&m.user_id) {
+            members.entry(m.room_id).or_default().push(user.clone());
+        }
+    }
+    Ok(members)
+}
+
+/// Membership history of each room (current and past), oldest first.
+pub async fn memberships_of_rooms(
+    db: &impl ConnectionTrait,
+    room_ids: &[i64],
+) -> AppResult<HashMap<i64, Vec<membership::Model>>> {
+    let mut history: HashMap<i64, Vec<membership::Model>> = HashMap::new();
+    for m in membership::Entity::find()
+        .filter(membership::Column::RoomId.is_in(room_ids.iter().copied()))
+        .order_by_asc(membership::Column::Id)
+        .all(db)
+        .await?
+    {
+        history.entry(m.room_id).or_default().push(m);
+    }
+    Ok(history)
+}
+
+/// Current memberships of each user, oldest first.
+pub async fn current_memberships_of_users(
+    db: &impl ConnectionTrait,
+    user_ids: &[i64],
+) -> AppResult<HashMap<i64, Vec<membership::Model>>> {
+    let mut by_user: HashMap<i64, Vec<membership::Model>> = HashMap::new();
+    for m in current_memberships()
+        .filter(membership::Column::UserId.is_in(user_ids.iter().copied()))
+        .order_by_asc(membership::Column::Id)
+        .all(db)
+        .await?
+    {
+        by_user.entry(m.user_id).or_default().push(m);
+    }
+    Ok(by_user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_keys_ignore_order() {
+        assert_eq!(direct_key(7, 3), "3:7");
+        assert_eq!(direct_key(3, 7), "3:7");
+    }
+
+    #[test]
+    fn room_names_are_checked() {
+        assert!(validate_name("  ").is_err());
+        assert!(validate_name(&"x".repeat(256)).is_err());
+        assert_eq!(validate_name("family").unwrap(), "family");
+    }
+}

@@ -1,0 +1,296 @@
+//! DataLoaders: every relation a resolver follows is batched here, so a
+//! query's statement count does not grow with the rows it returns.
+//!
+//! One [`DbLoader`] per request answers every key type; each key type is
+//! one batched query (or a fixed few). Keys that depend on the viewer carry
+//! the viewer's id.
+
+use std::{collections::HashMap, sync::Arc};
+
+use async_graphql::dataloader::{DataLoader, Loader};
+use entity::{membership, message, message_seen, room};
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    domain::{
+        messages,
+        pagination::{Page, PageRequest},
+        rooms,
+        users::{self, UserRecord},
+    },
+    error::AppError,
+};
+
+pub type LoadError = Arc<AppError>;
+
+pub struct DbLoader {
+    db: DatabaseConnection,
+}
+
+/// The per-request loader.
+pub type Loaders = DataLoader<DbLoader>;
+
+pub fn loaders(db: DatabaseConnection) -> Loaders {
+    DataLoader::new(DbLoader { db }, tokio::spawn)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UserById(pub i64);
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RoomById(pub i64);
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MessageById(pub i64);
+/// Current members of a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MembersOf(pub i64);
+/// Membership history of a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HistoryOf(pub i64);
+/// Current memberships of a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MembershipsOfUser(pub i64);
+/// A page of a room's messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MessagesOf(pub i64, pub PageRequest);
+/// Number of messages in a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MessageCountOf(pub i64);
+/// Receipts of a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReceiptsOf(pub i64);
+/// Has (viewer) seen (message)?
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SeenBy {
+    pub viewer: i64,
+    pub message: i64,
+}
+/// Unread count of (viewer) in (room).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UnreadIn {
+    pub viewer: i64,
+    pub room: i64,
+}
+/// Is (viewer) a current member of (room)?
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MemberOf {
+    pub viewer: i64,
+    pub room: i64,
+}
+
+fn group_by_viewer<K: Copy>(keys: &[K], split: impl Fn(K) -> (i64, i64)) -> HashMap<i64, Vec<i64>> {
+    let mut groups: HashMap<i64, Vec<i64>> = HashMap::new();
+    for &key in keys {
+        let (viewer, id) = split(key);
+        groups.entry(viewer).or_default().push(id);
+    }
+    groups
+}
+
+impl Loader<UserById> for DbLoader {
+    type Value = UserRecord;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[UserById]) -> Result<HashMap<UserById, UserRecord>, LoadError> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        Ok(users::load_many(&self.db, &ids)
+            .await?
+            .into_iter()
+            .map(|(id, user)| (UserById(id), user))
+            .collect())
+    }
+}
+
+impl Loader<RoomById> for DbLoader {
+    type Value = room::Model;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[RoomById]) -> Result<HashMap<RoomById, room::Model>, LoadError> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        Ok(rooms::load_many(&self.db, &ids)
+            .await?
+            .into_iter()
+            .map(|(id, room)| (RoomById(id), room))
+            .collect())
+    }
+}
+
+impl Loader<MessageById> for DbLoader {
+    type Value = message::Model;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[MessageById],
+    ) -> Result<HashMap<MessageById, message::Model>, LoadError> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        Ok(messages::load_many(&self.db, &ids)
+            .await?
+            .into_iter()
+            .map(|(id, m)| (MessageById(id), m))
+            .collect())
+    }
+}
+
+impl Loader<MembersOf> for DbLoader {
+    type Value = Vec<UserRecord>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[MembersOf],
+    ) -> Result<HashMap<MembersOf, Vec<UserRecord>>, LoadError> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        let mut members = rooms::members_of_rooms(&self.db, &ids).await?;
+        Ok(ids
+            .into_iter()
+            .map(|id| (MembersOf(id), members.remove(&id).unwrap_or_default()))
+            .collect())
+    }
+}
+
+impl Loader<HistoryOf> for DbLoader {
+    type Value = Vec<membership::Model>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[HistoryOf],
+    ) -> Result<HashMap<HistoryOf, Vec<membership::Model>>, LoadError> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        let mut history = rooms::memberships_of_rooms(&self.db, &ids).await?;
+        Ok(ids
+            .into_iter()
+            .map(|id| (HistoryOf(id), history.remove(&id).unwrap_or_default()))
+            .collect())
+    }
+}
+
+impl Loader<MembershipsOfUser> for DbLoader {
+    type Value = Vec<membership::Model>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[MembershipsOfUser],
+    ) -> Result<HashMap<MembershipsOfUser, Vec<membership::Model>>, LoadError> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        let mut by_user = rooms::current_memberships_of_users(&self.db, &ids).await?;
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                (
+                    MembershipsOfUser(id),
+                    by_user.remove(&id).unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+}
+
+impl Loader<MessagesOf> for DbLoader {
+    type Value = Page<message::Model>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[MessagesOf],
+    ) -> Result<HashMap<MessagesOf, Page<message::Model>>, LoadError> {
+        // One statement per distinct page request (normally exactly one).
+        let mut by_request: HashMap<PageRequest, Vec<i64>> = HashMap::new();
+        for key in keys {
+            by_request.entry(key.1).or_default().push(key.0);
+        }
+        let mut pages = HashMap::new();
+        for (request, room_ids) in by_request {
+            for (room_id, page) in messages::room_pages(&self.db, &room_ids, request).await? {
+                pages.insert(MessagesOf(room_id, request), page);
+            }
+        }
+        Ok(pages)
+    }
+}
+
+impl Loader<MessageCountOf> for DbLoader {
+    type Value = u64;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[MessageCountOf],
+    ) -> Result<HashMap<MessageCountOf, u64>, LoadError> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        let counts = messages::counts_by_room(&self.db, &ids).await?;
+        Ok(ids
+            .into_iter()
+            .map(|id| (MessageCountOf(id), counts.get(&id).copied().unwrap_or(0)))
+            .collect())
+    }
+}
+
+impl Loader<ReceiptsOf> for DbLoader {
+    type Value = Vec<message_seen::Model>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[ReceiptsOf],
+    ) -> Result<HashMap<ReceiptsOf, Vec<message_seen::Model>>, LoadError> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        let mut receipts = messages::receipts(&self.db, &ids).await?;
+        Ok(ids
+            .into_iter()
+            .map(|id| (ReceiptsOf(id), receipts.remove(&id).unwrap_or_default()))
+            .collect())
+    }
+}
+
+impl Loader<SeenBy> for DbLoader {
+    type Value = bool;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[SeenBy]) -> Result<HashMap<SeenBy, bool>, LoadError> {
+        let mut answers = HashMap::new();
+        for (viewer, ids) in group_by_viewer(keys, |k| (k.viewer, k.message)) {
+            let seen = messages::seen_by_user(&self.db, viewer, &ids).await?;
+            for message in ids {
+                answers.insert(SeenBy { viewer, message }, seen.contains(&message));
+            }
+        }
+        Ok(answers)
+    }
+}
+
+impl Loader<UnreadIn> for DbLoader {
+    type Value = u64;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[UnreadIn]) -> Result<HashMap<UnreadIn, u64>, LoadError> {
+        let mut answers = HashMap::new();
+        for (viewer, ids) in group_by_viewer(keys, |k| (k.viewer, k.room)) {
+            let counts = messages::unread_counts(&self.db, viewer, &ids).await?;
+            for room in ids {
+                answers.insert(
+                    UnreadIn { viewer, room },
+                    counts.get(&room).copied().unwrap_or(0),
+                );
+            }
+        }
+        Ok(answers)
+    }
+}
+
+impl Loader<MemberOf> for DbLoader {
+    type Value = bool;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[MemberOf]) -> Result<HashMap<MemberOf, bool>, LoadError> {
+        let mut answers = HashMap::new();
+        for (viewer, ids) in group_by_viewer(keys, |k| (k.viewer, k.room)) {
+            let member_of = rooms::member_of(&self.db, viewer, &ids).await?;
+            for room in ids {
+                answers.insert(MemberOf { viewer, room }, member_of.contains(&room));
+            }
+        }
+        Ok(answers)
+    }
+}

@@ -1,0 +1,169 @@
+//! Messages, read receipts and unread messages in GraphQL.
+
+use async_graphql::{Context, ID, Object, Result, ResultExt, SimpleObject, connection::Connection};
+use chrono::{DateTime, Utc};
+use entity::{message, message_seen};
+
+use super::{
+    ContextExt, TotalCount,
+    connection::{connection, page_cost, page_request, wants_total},
+    load_error,
+    loaders::{ReceiptsOf, RoomById, SeenBy, UserById},
+    rooms::{Room, require_member},
+    users::{User, parse_id},
+};
+use crate::domain::{messages, rooms};
+
+/// A chat message.
+#[derive(Clone, Debug)]
+pub struct Message(pub message::Model);
+
+#[Object]
+impl Message {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn text(&self) -> &str {
+        &self.0.text
+    }
+    async fn sent_at(&self) -> DateTime<Utc> {
+        self.0.sent_at
+    }
+    /// The id of the task that stored this message, if it was sent through one.
+    async fn task_id(&self) -> Option<ID> {
+        self.0.task_id.map(|id| ID(id.to_string()))
+    }
+    async fn room(&self, ctx: &Context<'_>) -> Result<Option<Room>> {
+        Ok(ctx
+            .loaders()
+            .load_one(RoomById(self.0.room_id))
+            .await
+            .map_err(load_error)?
+            .map(Room))
+    }
+    /// The sender; null once the sender's account is deleted.
+    async fn sender(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+        let Some(sender) = self.0.sender_id else {
+            return Ok(None);
+        };
+        Ok(ctx
+            .loaders()
+            .load_one(UserById(sender))
+            .await
+            .map_err(load_error)?
+            .map(User))
+    }
+    /// Who has seen this message, and when (first time), oldest first.
+    async fn seen_by(&self, ctx: &Context<'_>) -> Result<Vec<SeenReceipt>> {
+        Ok(ctx
+            .loaders()
+            .load_one(ReceiptsOf(self.0.id))
+            .await
+            .map_err(load_error)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(SeenReceipt)
+            .collect())
+    }
+    /// Has the viewer seen this message? True for the viewer's own messages.
+    async fn seen_by_viewer(&self, ctx: &Context<'_>) -> Result<bool> {
+        let viewer = ctx.viewer_id().await.extend()?;
+        if self.0.sender_id == Some(viewer) {
+            return Ok(true);
+        }
+        Ok(ctx
+            .loaders()
+            .load_one(SeenBy {
+                viewer,
+                message: self.0.id,
+            })
+            .await
+            .map_err(load_error)?
+            .unwrap_or(false))
+    }
+}
+
+/// A user's first sighting of a message.
+#[derive(Clone, Debug)]
+pub struct SeenReceipt(pub message_seen::Model);
+
+#[Object]
+impl SeenReceipt {
+    async fn seen_at(&self) -> DateTime<Utc> {
+        self.0.seen_at
+    }
+    async fn user(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+        Ok(ctx
+            .loaders()
+            .load_one(UserById(self.0.user_id))
+            .await
+            .map_err(load_error)?
+            .map(User))
+    }
+}
+
+/// The result of `markRoomSeen`.
+#[derive(SimpleObject)]
+pub struct MarkRoomSeenPayload {
+    pub room: Room,
+    /// How many messages became seen by this call.
+    pub marked_count: i32,
+}
+
+#[derive(Default)]
+pub struct MessageQuery;
+
+#[Object]
+impl MessageQuery {
+    /// The viewer's unread messages across their rooms, oldest first.
+    #[graphql(complexity = "page_cost(first, last, child_complexity)")]
+    async fn unread_messages(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> Result<Connection<String, Message, TotalCount>> {
+        let viewer = ctx.viewer_id().await.extend()?;
+        let request = page_request(ctx, first, after, last, before).extend()?;
+        let db = ctx.db();
+        let page = messages::unread_page(db, viewer, request).await.extend()?;
+        let total = if wants_total(ctx) {
+            messages::unread_count(db, viewer).await.extend()?
+        } else {
+            0
+        };
+        Ok(connection(page, total, |m| m.id, Message))
+    }
+}
+
+#[derive(Default)]
+pub struct MessageMutation;
+
+#[Object]
+impl MessageMutation {
+    /// Mark the room's messages as seen by the viewer (all of them, or those
+    /// up to and including `upToMessageId`).
+    async fn mark_room_seen(
+        &self,
+        ctx: &Context<'_>,
+        room_id: ID,
+        up_to_message_id: Option<ID>,
+    ) -> Result<MarkRoomSeenPayload> {
+        let id = parse_id("roomId", &room_id).extend()?;
+        let up_to = up_to_message_id
+            .as_ref()
+            .map(|m| parse_id("upToMessageId", m))
+            .transpose()
+            .extend()?;
+        let db = ctx.db();
+        let room = rooms::get(db, id).await.extend()?;
+        let viewer = require_member(ctx, id).await?;
+        let marked = messages::mark_seen(db, id, viewer, up_to).await.extend()?;
+        Ok(MarkRoomSeenPayload {
+            room: Room(room),
+            marked_count: marked.min(i32::MAX as u64) as i32,
+        })
+    }
+}

@@ -1,0 +1,101 @@
+//! Background tasks in GraphQL: what a send returns and `task(id)` reads.
+
+use async_graphql::{Context, Enum, ErrorExtensions, ID, Object, Result, ResultExt, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::task::{self, TaskState as State};
+
+use super::{ContextExt, load_error, loaders::MessageById, messages::Message};
+use crate::{domain::tasks, error::AppError};
+
+/// Where a task is in its life.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum TaskState {
+    /// Accepted, waiting for a worker.
+    Pending,
+    /// A worker is running it.
+    Started,
+    /// Done; `result` holds the outcome.
+    Success,
+    /// Gave up; `error` says why.
+    Failure,
+}
+
+impl From<State> for TaskState {
+    fn from(state: State) -> Self {
+        match state {
+            State::Pending => TaskState::Pending,
+            State::Started => TaskState::Started,
+            State::Success => TaskState::Success,
+            State::Failure => TaskState::Failure,
+        }
+    }
+}
+
+/// Why a task failed.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct TaskError {
+    /// The kind of failure, e.g. `PermissionDenied`, `NotFound`, `ValidationError`.
+    pub kind: String,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+/// A background job, e.g. a message send.
+#[derive(Clone, Debug)]
+pub struct Task(pub task::Model);
+
+#[Object]
+impl Task {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// What the task does, e.g. `send_direct_message`.
+    async fn kind(&self) -> &str {
+        &self.0.kind
+    }
+    async fn state(&self) -> TaskState {
+        self.0.state.into()
+    }
+    /// How many times a worker has started it.
+    async fn attempts(&self) -> i32 {
+        self.0.attempts
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.0.finished_at
+    }
+    /// The stored message, once a send task has succeeded.
+    async fn result(&self, ctx: &Context<'_>) -> Result<Option<Message>> {
+        let Some(id) = tasks::result_message_id(&self.0) else {
+            return Ok(None);
+        };
+        Ok(ctx
+            .loaders()
+            .load_one(MessageById(id))
+            .await
+            .map_err(load_error)?
+            .map(Message))
+    }
+    async fn error(&self) -> Option<TaskError> {
+        tasks::failure(&self.0).map(|(kind, message)| TaskError { kind, message })
+    }
+}
+
+#[derive(Default)]
+pub struct TaskQuery;
+
+#[Object]
+impl TaskQuery {
+    /// A task by id (the id a send returned).
+    async fn task(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Task>> {
+        let id = uuid::Uuid::parse_str(id.as_str()).map_err(|_| {
+            AppError::field("id", format!("`{}` is not a task id", id.as_str())).extend()
+        })?;
+        Ok(Some(Task(tasks::get(ctx.db(), id).await.extend()?)))
+    }
+}
