@@ -4,12 +4,29 @@
 //! One [`DbLoader`] per request answers every key type; each key type is
 //! one batched query (or a fixed few). Keys that depend on the viewer carry
 //! the viewer's id.
+//!
+//! Batches are cut by execution rounds, not by a timer: a batch is loaded
+//! once the request's execution has polled every resolver it can and is
+//! waiting ([`Rounds`]). So all the keys one level of a query asks for land
+//! in one batch however slow the machine, and the statement count of a
+//! query depends on its shape only, never on timing or row counts.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll, Wake, Waker},
+    time::Duration,
+};
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use entity::{membership, message, message_seen, room};
 use sea_orm::DatabaseConnection;
+use tokio::sync::watch;
 
 use crate::{
     domain::{
@@ -30,8 +47,93 @@ pub struct DbLoader {
 /// The per-request loader.
 pub type Loaders = DataLoader<DbLoader>;
 
-pub fn loaders(db: DatabaseConnection) -> Loaders {
-    DataLoader::new(DbLoader { db }, tokio::spawn)
+/// Counts the execution rounds of one request; a batch waits for the end of
+/// the round in which its first key was asked for.
+pub struct Rounds {
+    ended: watch::Sender<u64>,
+}
+
+/// A loader for one request (or one subscription event), and the round
+/// counter that decides when its batches run.
+pub fn per_request(db: DatabaseConnection) -> (Loaders, Rounds) {
+    let (ended, watcher) = watch::channel(0u64);
+    let spawner = move |batch: futures::future::BoxFuture<'static, ()>| {
+        let mut watcher = watcher.clone();
+        let round = *watcher.borrow();
+        tokio::spawn(async move {
+            // Err: the request is over (nobody waits for this batch), or
+            // the counter was dropped; either way, run the batch.
+            let _ = watcher.wait_for(|ended| *ended > round).await;
+            batch.await;
+        });
+    };
+    let loaders = DataLoader::new(DbLoader { db }, spawner).delay(Duration::ZERO);
+    (loaders, Rounds { ended })
+}
+
+impl Rounds {
+    /// Run `execution`, ending a round each time it has to wait.
+    pub fn drive<F: Future>(self, execution: F) -> InRounds<F> {
+        InRounds {
+            execution: Box::pin(execution),
+            rounds: self,
+        }
+    }
+
+    fn end_round(&self) {
+        self.ended.send_modify(|n| *n += 1);
+    }
+}
+
+/// A future that ends a loader round whenever its inner future is pending.
+pub struct InRounds<F: Future> {
+    execution: Pin<Box<F>>,
+    rounds: Rounds,
+}
+
+/// Forwards wake-ups and notes whether one happened during a poll.
+struct NotingWaker {
+    waker: Waker,
+    woken: AtomicBool,
+}
+
+impl Wake for NotingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.waker.wake_by_ref();
+    }
+}
+
+impl<F: Future> Future for InRounds<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let noting = Arc::new(NotingWaker {
+            waker: cx.waker().clone(),
+            woken: AtomicBool::new(false),
+        });
+        let waker = Waker::from(noting.clone());
+        match self
+            .execution
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+        {
+            Poll::Ready(output) => Poll::Ready(output),
+            Poll::Pending => {
+                // A future that woke itself during the poll (a cooperative
+                // yield, a budget running out) has more to do at once: the
+                // round is not over until everything waits on something else.
+                if !noting.woken.load(Ordering::Acquire) {
+                    self.rounds.end_round();
+                }
+                Poll::Pending
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -6,6 +6,7 @@
 
 mod auth;
 mod connection;
+mod introspection;
 pub mod loaders;
 mod messages;
 mod rooms;
@@ -65,7 +66,9 @@ pub fn build(config: &Config, db: DatabaseConnection) -> ChatSchema {
         .limit_complexity(config.graphql_max_complexity)
         .extension(Tracing);
     if !config.graphql_introspection {
-        builder = builder.disable_introspection();
+        builder = builder
+            .disable_introspection()
+            .extension(introspection::RefuseIntrospection);
     }
     builder.finish()
 }
@@ -94,15 +97,16 @@ impl Viewer {
     }
 }
 
-/// Attach the per-request data (viewer, loaders) to a request.
-pub fn prepare(
-    request: async_graphql::Request,
+/// Execute one request with its per-request data (viewer, loaders).
+pub async fn execute(
+    schema: &ChatSchema,
     db: &DatabaseConnection,
+    request: async_graphql::Request,
     identity: Identity,
-) -> async_graphql::Request {
-    request
-        .data(Viewer::new(identity))
-        .data(loaders::loaders(db.clone()))
+) -> async_graphql::Response {
+    let (loaders, rounds) = loaders::per_request(db.clone());
+    let request = request.data(Viewer::new(identity)).data(loaders);
+    rounds.drive(schema.execute(request)).await
 }
 
 /// Shared accessors for resolvers.

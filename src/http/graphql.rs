@@ -145,10 +145,10 @@ async fn execute(
     batch: BatchRequest,
     media: MediaType,
 ) -> Response {
-    let batch = match batch {
-        BatchRequest::Single(request) => {
-            BatchRequest::Single(graphql::prepare(request, &state.db, identity))
-        }
+    let response = match batch {
+        BatchRequest::Single(request) => BatchResponse::Single(
+            graphql::execute(&state.schema, &state.db, request, identity).await,
+        ),
         BatchRequest::Batch(requests) => {
             if requests.len() > MAX_BATCH {
                 return request_error(
@@ -157,15 +157,16 @@ async fn execute(
                     &format!("A batch may hold at most {MAX_BATCH} operations"),
                 );
             }
-            BatchRequest::Batch(
-                requests
-                    .into_iter()
-                    .map(|r| graphql::prepare(r, &state.db, identity.clone()))
-                    .collect(),
-            )
+            let mut responses = Vec::with_capacity(requests.len());
+            for request in requests {
+                responses.push(
+                    graphql::execute(&state.schema, &state.db, request, identity.clone()).await,
+                );
+            }
+            BatchResponse::Batch(responses)
         }
     };
-    respond(state.schema.execute_batch(batch).await, media)
+    respond(response, media)
 }
 
 fn is_json_content_type(headers: &HeaderMap) -> bool {
@@ -205,6 +206,39 @@ pub async fn graphql_post(
     execute(&state, identity, batch, media).await
 }
 
+/// A GraphQL request from a GET query string (`query`, `operationName`,
+/// `variables` and `extensions` as JSON text).
+fn parse_get(query_string: &str) -> Result<async_graphql::Request, String> {
+    let mut query = None;
+    let mut operation_name = None;
+    let mut variables = None;
+    let mut extensions = None;
+    for (key, value) in url::form_urlencoded::parse(query_string.as_bytes()) {
+        match key.as_ref() {
+            "query" => query = Some(value.into_owned()),
+            "operationName" | "operation_name" => operation_name = Some(value.into_owned()),
+            "variables" => variables = Some(value.into_owned()),
+            "extensions" => extensions = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let query = query.ok_or("the `query` parameter is missing")?;
+    let mut request = async_graphql::Request::new(query);
+    if let Some(name) = operation_name.filter(|n| !n.is_empty()) {
+        request = request.operation_name(name);
+    }
+    if let Some(text) = variables.filter(|v| !v.is_empty()) {
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("`variables` is not JSON: {e}"))?;
+        request = request.variables(async_graphql::Variables::from_json(value));
+    }
+    if let Some(text) = extensions.filter(|v| !v.is_empty()) {
+        request.extensions = serde_json::from_str(&text)
+            .map_err(|e| format!("`extensions` is not a JSON object: {e}"))?;
+    }
+    Ok(request)
+}
+
 /// Is the operation the request would run a mutation (or subscription)?
 fn is_non_query(request: &async_graphql::Request) -> bool {
     let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
@@ -228,7 +262,7 @@ pub async fn graphql_get(State(state): State<AppState>, headers: HeaderMap, uri:
         return graphiql::page();
     }
     let media = negotiate(&headers);
-    let request = match async_graphql::http::parse_query_string(query_string) {
+    let request = match parse_get(query_string) {
         Ok(request) => request,
         Err(e) => {
             return request_error(

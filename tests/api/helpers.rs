@@ -169,6 +169,63 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Create a group room as `creator` with the named members; returns its id.
+    pub async fn create_room(&self, creator: i64, name: &str, members: &[&str]) -> i64 {
+        let data = self
+            .ok_as(
+                Some(creator),
+                "mutation($name: String!, $members: [String!]!) {
+                    createRoom(name: $name, memberUsernames: $members) { id } }",
+                json!({"name": name, "members": members}),
+            )
+            .await;
+        data["createRoom"]["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Store a message the way a send job does; returns its id.
+    pub async fn store_message(&self, room: i64, sender: i64, text: &str) -> i64 {
+        chat_gateway::domain::messages::store(&self.db, room, Some(sender), text, None)
+            .await
+            .expect("message stored")
+            .0
+            .id
+    }
+
+    /// The direct room of two users, created if needed; returns its id.
+    pub async fn direct_room(&self, a: i64, b: i64) -> i64 {
+        chat_gateway::domain::rooms::find_or_create_direct(&self.db, a, b)
+            .await
+            .expect("direct room")
+            .id
+    }
+
+    /// Sign in as `username` / `password`; returns the bearer token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let data = self
+            .ok(
+                "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }",
+                json!({"u": username, "p": password}),
+            )
+            .await;
+        data["login"]["token"].as_str().unwrap().to_owned()
+    }
+
+    /// POST a GraphQL operation with a bearer token.
+    pub async fn graphql_bearer(&self, token: &str, query: &str, variables: Value) -> Value {
+        self.client
+            .post(self.url("/graphql"))
+            .bearer_auth(token)
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .expect("request sent")
+            .json()
+            .await
+            .expect("JSON body")
+    }
+}
+
 /// The `extensions.code` of the first error of a GraphQL response.
 pub fn error_code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"]

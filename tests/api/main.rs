@@ -3,7 +3,12 @@
 
 mod helpers;
 
+mod auth;
 mod cli;
+mod graphql_http;
 mod http;
+mod messages;
 mod migrations;
+mod rooms;
+mod tasks;
 mod users;
