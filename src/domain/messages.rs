@@ -17,7 +17,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    now,
+    insert_unless_exists, now,
     pagination::{self, Page, PageRequest},
 };
 use crate::error::{AppError, AppResult};
@@ -61,19 +61,9 @@ pub async fn store(
         let result = message::Entity::insert(row).exec(db).await?;
         return Ok((get(db, result.last_insert_id).await?, true));
     };
-    let inserted = message::Entity::insert(row)
-        .on_conflict(
-            OnConflict::column(message::Column::TaskId)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec(db)
-        .await;
-    let created = match inserted {
-        Ok(_) => true,
-        Err(sea_orm::DbErr::RecordNotInserted) => false,
-        Err(e) => return Err(e.into()),
-    };
+    let created = insert_unless_exists(db, row, message::Column::TaskId)
+        .await?
+        .is_some();
     let message = message::Entity::find()
         .filter(message::Column::TaskId.eq(task_id))
         .one(db)

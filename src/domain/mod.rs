@@ -13,9 +13,37 @@ pub mod tasks;
 pub mod users;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, PrimaryKeyTrait,
+    sea_query::{IntoIden, OnConflict},
+};
+
+use crate::error::AppResult;
 
 /// The current time at the precision every timestamp is stored and shown
 /// with (microseconds), so a value read back equals the value written.
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
+}
+
+/// Insert a row unless it would clash with an existing one on `unique`:
+/// the primary key of the new row, or `None` when a row with the same
+/// unique value already exists (concurrent writers included).
+pub(crate) async fn insert_unless_exists<A>(
+    db: &impl ConnectionTrait,
+    row: A,
+    unique: impl IntoIden,
+) -> AppResult<Option<<<A::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType>>
+where
+    A: ActiveModelTrait + Send,
+{
+    let inserted = <A::Entity as EntityTrait>::insert(row)
+        .on_conflict(OnConflict::column(unique).do_nothing().to_owned())
+        .exec(db)
+        .await;
+    match inserted {
+        Ok(result) => Ok(Some(result.last_insert_id)),
+        Err(DbErr::RecordNotInserted) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }

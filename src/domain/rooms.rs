@@ -12,11 +12,11 @@ use entity::{membership, room, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
-    TransactionTrait, sea_query::OnConflict,
+    TransactionTrait,
 };
 
 use super::{
-    now,
+    insert_unless_exists, now,
     pagination::{self, Page, PageRequest},
     users::{self, UserRecord},
 };
@@ -308,33 +308,29 @@ pub async fn find_or_create_direct(
     let key = direct_key(from, to);
 
     let txn = db.begin().await?;
-    let inserted = room::Entity::insert(room::ActiveModel {
+    let row = room::ActiveModel {
         name: Set(name),
         is_direct: Set(true),
         direct_key: Set(Some(key.clone())),
         created_at: Set(now()),
         ..Default::default()
-    })
-    .on_conflict(
-        OnConflict::column(room::Column::DirectKey)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec(&txn)
-    .await;
-    match inserted {
-        Ok(result) => {
-            add_members(&txn, result.last_insert_id, &[a.user.id, b.user.id]).await?;
+    };
+    match insert_unless_exists(&txn, row, room::Column::DirectKey).await {
+        Ok(Some(room_id)) => {
+            add_members(&txn, room_id, &[a.user.id, b.user.id]).await?;
             txn.commit().await?;
         }
-        Err(DbErr::RecordNotInserted) => txn.rollback().await?,
-        Err(e) if is_unique_violation(&e) => {
+        // Another sender created the pair's room first: use theirs.
+        Ok(None) => txn.rollback().await?,
+        Err(AppError::Internal(e))
+            if e.downcast_ref::<DbErr>().is_some_and(is_unique_violation) =>
+        {
             // The name (not the key) is taken, by a group room named like
             // the pair. Fall back to a name that cannot clash.
             txn.rollback().await?;
             return create_direct_with_key_name(db, &key, a.user.id, b.user.id).await;
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     }
     direct_room(db, from, to)
         .await?

@@ -13,11 +13,11 @@ use entity::{membership, profile, profile::Status, room, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    Select, TransactionTrait, sea_query::OnConflict,
+    Select, TransactionTrait,
 };
 
 use super::{
-    now,
+    insert_unless_exists, now,
     pagination::{self, Page, PageRequest},
 };
 use crate::error::{AppError, AppResult, FieldErrors, is_unique_violation};
@@ -597,7 +597,7 @@ pub async fn seed(db: &DatabaseConnection, count: u32) -> AppResult<usize> {
     let mut created = 0;
     for username in missing {
         let txn = db.begin().await?;
-        let inserted = user::Entity::insert(user::ActiveModel {
+        let row = user::ActiveModel {
             username: Set(username),
             password: Set(password.clone()),
             first_name: Set(String::new()),
@@ -609,18 +609,11 @@ pub async fn seed(db: &DatabaseConnection, count: u32) -> AppResult<usize> {
             last_login: Set(None),
             date_joined: Set(now()),
             ..Default::default()
-        })
-        .on_conflict(
-            OnConflict::column(user::Column::Username)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec(&txn)
-        .await;
-        match inserted {
-            Ok(result) => {
+        };
+        match insert_unless_exists(&txn, row, user::Column::Username).await? {
+            Some(user_id) => {
                 profile::Entity::insert(profile::ActiveModel {
-                    user_id: Set(result.last_insert_id),
+                    user_id: Set(user_id),
                     status: Set(Status::Offline),
                     status_msg: Set(None),
                     ..Default::default()
@@ -630,8 +623,7 @@ pub async fn seed(db: &DatabaseConnection, count: u32) -> AppResult<usize> {
                 txn.commit().await?;
                 created += 1;
             }
-            Err(DbErr::RecordNotInserted) => txn.rollback().await?,
-            Err(other) => return Err(other.into()),
+            None => txn.rollback().await?,
         }
     }
     tracing::info!(created, "seeded users");

@@ -7,7 +7,7 @@ use entity::{message, message_seen};
 use super::{
     ContextExt, TotalCount,
     connection::{connection, page_cost, page_request, wants_total},
-    load_error,
+    load,
     loaders::{ReceiptsOf, RoomById, SeenBy, UserById},
     rooms::{Room, require_member},
     users::{User, parse_id},
@@ -34,32 +34,19 @@ impl Message {
         self.0.task_id.map(|id| ID(id.to_string()))
     }
     async fn room(&self, ctx: &Context<'_>) -> Result<Option<Room>> {
-        Ok(ctx
-            .loaders()
-            .load_one(RoomById(self.0.room_id))
-            .await
-            .map_err(load_error)?
-            .map(Room))
+        Ok(load(ctx, RoomById(self.0.room_id)).await?.map(Room))
     }
     /// The sender; null once the sender's account is deleted.
     async fn sender(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         let Some(sender) = self.0.sender_id else {
             return Ok(None);
         };
-        Ok(ctx
-            .loaders()
-            .load_one(UserById(sender))
-            .await
-            .map_err(load_error)?
-            .map(User))
+        Ok(load(ctx, UserById(sender)).await?.map(User))
     }
     /// Who has seen this message, and when (first time), oldest first.
     async fn seen_by(&self, ctx: &Context<'_>) -> Result<Vec<SeenReceipt>> {
-        Ok(ctx
-            .loaders()
-            .load_one(ReceiptsOf(self.0.id))
-            .await
-            .map_err(load_error)?
+        Ok(load(ctx, ReceiptsOf(self.0.id))
+            .await?
             .unwrap_or_default()
             .into_iter()
             .map(SeenReceipt)
@@ -71,15 +58,15 @@ impl Message {
         if self.0.sender_id == Some(viewer) {
             return Ok(true);
         }
-        Ok(ctx
-            .loaders()
-            .load_one(SeenBy {
+        Ok(load(
+            ctx,
+            SeenBy {
                 viewer,
                 message: self.0.id,
-            })
-            .await
-            .map_err(load_error)?
-            .unwrap_or(false))
+            },
+        )
+        .await?
+        .unwrap_or(false))
     }
 }
 
@@ -93,12 +80,7 @@ impl SeenReceipt {
         self.0.seen_at
     }
     async fn user(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        Ok(ctx
-            .loaders()
-            .load_one(UserById(self.0.user_id))
-            .await
-            .map_err(load_error)?
-            .map(User))
+        Ok(load(ctx, UserById(self.0.user_id)).await?.map(User))
     }
 }
 

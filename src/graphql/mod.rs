@@ -22,6 +22,7 @@ use tokio::sync::OnceCell;
 
 use crate::{config::Config, error::AppResult, identity::Identity};
 
+use async_graphql::dataloader::Loader;
 pub use connection::TotalCount;
 use loaders::{LoadError, Loaders};
 
@@ -161,4 +162,16 @@ impl ContextExt for Context<'_> {
 /// Turn a loader failure into a GraphQL error with its code.
 pub(crate) fn load_error(error: LoadError) -> async_graphql::Error {
     error.as_ref().extend()
+}
+
+/// Load one value through the request's DataLoader.
+pub(crate) async fn load<K>(
+    ctx: &Context<'_>,
+    key: K,
+) -> async_graphql::Result<Option<<loaders::DbLoader as Loader<K>>::Value>>
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    loaders::DbLoader: Loader<K, Error = LoadError>,
+{
+    ctx.loaders().load_one(key).await.map_err(load_error)
 }

@@ -14,7 +14,7 @@ use entity::{membership, room};
 use super::{
     ContextExt, TotalCount,
     connection::{connection, page_cost, page_request, wants_total},
-    load_error,
+    load,
     loaders::{
         HistoryOf, MemberOf, MembersOf, MessageCountOf, MessagesOf, RoomById, UnreadIn, UserById,
     },
@@ -28,12 +28,7 @@ use crate::{
 
 /// Is the viewer a current member of the room?
 pub(crate) async fn viewer_is_member(ctx: &Context<'_>, viewer: i64, room: i64) -> Result<bool> {
-    Ok(ctx
-        .loaders()
-        .load_one(MemberOf { viewer, room })
-        .await
-        .map_err(load_error)?
-        .unwrap_or(false))
+    Ok(load(ctx, MemberOf { viewer, room }).await?.unwrap_or(false))
 }
 
 /// The viewer's id, if they are a current member of the room; else an error.
@@ -89,24 +84,14 @@ impl Room {
     /// Current members, ordered by user id. Members only.
     async fn members(&self, ctx: &Context<'_>) -> Result<Vec<User>> {
         require_member(ctx, self.0.id).await?;
-        let members = ctx
-            .loaders()
-            .load_one(MembersOf(self.0.id))
-            .await
-            .map_err(load_error)?
-            .unwrap_or_default();
+        let members = load(ctx, MembersOf(self.0.id)).await?.unwrap_or_default();
         Ok(members.into_iter().map(User).collect())
     }
 
     /// Every membership, past and current, oldest first. Members only.
     async fn memberships(&self, ctx: &Context<'_>) -> Result<Vec<Membership>> {
         require_member(ctx, self.0.id).await?;
-        let history = ctx
-            .loaders()
-            .load_one(HistoryOf(self.0.id))
-            .await
-            .map_err(load_error)?
-            .unwrap_or_default();
+        let history = load(ctx, HistoryOf(self.0.id)).await?.unwrap_or_default();
         Ok(history.into_iter().map(Membership).collect())
     }
 
@@ -122,22 +107,15 @@ impl Room {
     ) -> Result<Connection<String, Message, TotalCount>> {
         require_member(ctx, self.0.id).await?;
         let request = page_request(ctx, first, after, last, before).extend()?;
-        let loaders = ctx.loaders();
-        let page = loaders
-            .load_one(MessagesOf(self.0.id, request))
-            .await
-            .map_err(load_error)?
+        let page = load(ctx, MessagesOf(self.0.id, request))
+            .await?
             .unwrap_or_else(|| crate::domain::pagination::Page {
                 items: Vec::new(),
                 has_previous_page: false,
                 has_next_page: false,
             });
         let total = if wants_total(ctx) {
-            loaders
-                .load_one(MessageCountOf(self.0.id))
-                .await
-                .map_err(load_error)?
-                .unwrap_or(0)
+            load(ctx, MessageCountOf(self.0.id)).await?.unwrap_or(0)
         } else {
             0
         };
@@ -147,15 +125,15 @@ impl Room {
     /// How many messages in this room the viewer has not seen. Members only.
     async fn unread_count(&self, ctx: &Context<'_>) -> Result<i32> {
         let viewer = require_member(ctx, self.0.id).await?;
-        let count = ctx
-            .loaders()
-            .load_one(UnreadIn {
+        let count = load(
+            ctx,
+            UnreadIn {
                 viewer,
                 room: self.0.id,
-            })
-            .await
-            .map_err(load_error)?
-            .unwrap_or(0);
+            },
+        )
+        .await?
+        .unwrap_or(0);
         Ok(count.min(i32::MAX as u64) as i32)
     }
 }
@@ -180,20 +158,10 @@ impl Membership {
         self.0.left_at.is_none()
     }
     async fn user(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        Ok(ctx
-            .loaders()
-            .load_one(UserById(self.0.user_id))
-            .await
-            .map_err(load_error)?
-            .map(User))
+        Ok(load(ctx, UserById(self.0.user_id)).await?.map(User))
     }
     async fn room(&self, ctx: &Context<'_>) -> Result<Option<Room>> {
-        Ok(ctx
-            .loaders()
-            .load_one(RoomById(self.0.room_id))
-            .await
-            .map_err(load_error)?
-            .map(Room))
+        Ok(load(ctx, RoomById(self.0.room_id)).await?.map(Room))
     }
 }
 
@@ -216,10 +184,8 @@ pub struct LeaveRoomPayload {
 }
 
 async fn room_by_id(ctx: &Context<'_>, id: i64) -> Result<room::Model> {
-    ctx.loaders()
-        .load_one(RoomById(id))
-        .await
-        .map_err(load_error)?
+    load(ctx, RoomById(id))
+        .await?
         .ok_or_else(|| AppError::NotFound("room").extend())
 }
 

@@ -4,7 +4,7 @@ use async_graphql::{Context, Enum, ErrorExtensions, ID, Object, Result, ResultEx
 use chrono::{DateTime, Utc};
 use entity::task::{self, TaskState as State};
 
-use super::{ContextExt, load_error, loaders::MessageById, messages::Message};
+use super::{ContextExt, load, loaders::MessageById, messages::Message};
 use crate::{domain::tasks, error::AppError};
 
 /// Where a task is in its life.
@@ -74,12 +74,7 @@ impl Task {
         let Some(id) = tasks::result_message_id(&self.0) else {
             return Ok(None);
         };
-        Ok(ctx
-            .loaders()
-            .load_one(MessageById(id))
-            .await
-            .map_err(load_error)?
-            .map(Message))
+        Ok(load(ctx, MessageById(id)).await?.map(Message))
     }
     async fn error(&self) -> Option<TaskError> {
         tasks::failure(&self.0).map(|(kind, message)| TaskError { kind, message })

@@ -11,7 +11,7 @@ use entity::profile::Status;
 use super::{
     ContextExt, TotalCount,
     connection::{connection, page_cost, page_request, wants_total},
-    load_error,
+    load, load_error,
     loaders::{MembershipsOfUser, RoomById},
     rooms::{Room, can_see},
 };
@@ -106,11 +106,8 @@ impl User {
     /// Rooms the user is currently in: every group room, plus the direct
     /// rooms the viewer shares with them (all of them for the viewer).
     async fn rooms(&self, ctx: &Context<'_>) -> Result<Vec<Room>> {
-        let memberships = ctx
-            .loaders()
-            .load_one(MembershipsOfUser(self.0.user.id))
-            .await
-            .map_err(load_error)?
+        let memberships = load(ctx, MembershipsOfUser(self.0.user.id))
+            .await?
             .unwrap_or_default();
         let ids: Vec<RoomById> = memberships.iter().map(|m| RoomById(m.room_id)).collect();
         let rooms = ctx.loaders().load_many(ids).await.map_err(load_error)?;
