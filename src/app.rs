@@ -1,22 +1,37 @@
 //! Application assembly: shared state, start-up, serving, shutdown.
 //!
 //! [`Application::build`] does everything that can fail at start-up
-//! (connect, migrate, seed, bind) and reports it as a [`StartupError`] that
-//! names the setting at fault. Tests build the same application on port 0.
+//! (connect, migrate, seed, reach Redis and Faktory, bind) and reports it as
+//! a [`StartupError`] that names the setting at fault. [`Application::run_until`]
+//! serves HTTP and runs the background services (outbox dispatcher, embedded
+//! worker pool, task purge) until shutdown, then drains requests and lets
+//! running jobs finish. Tests build the same application on port 0.
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Instant};
 
 use redis::aio::ConnectionManager;
 use sea_orm::DatabaseConnection;
-use tokio::net::TcpListener;
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, watch},
+    task::JoinSet,
+};
 
 use crate::{
     config::Config,
     db::{self, ConnectError, StatementCounter},
-    domain::users,
+    domain::{self, tasks, users},
     error::AppError,
+    events::{EventBus, LocalBus},
     graphql::{self, ChatSchema},
     http,
+    jobs::{
+        Jobs,
+        dispatcher::Dispatcher,
+        faktory::{FaktoryConfig, FaktoryError, FaktoryQueue},
+        queue::{InProcessQueue, JobQueue},
+        worker::{JobContext, WorkerPool},
+    },
 };
 
 /// Services shared by every request handler.
@@ -27,6 +42,9 @@ pub struct AppState {
     pub redis: Option<ConnectionManager>,
     pub schema: ChatSchema,
     pub statements: Arc<StatementCounter>,
+    pub jobs: Jobs,
+    pub queue: Arc<dyn JobQueue>,
+    pub events: Arc<dyn EventBus>,
 }
 
 /// A start-up failure, worded for an operator: one line naming the setting.
@@ -36,10 +54,14 @@ pub enum StartupError {
     Database(#[from] ConnectError),
     #[error("REDIS_URL: cannot connect to {url}: {reason}")]
     Redis { url: String, reason: String },
+    #[error(transparent)]
+    Faktory(#[from] FaktoryError),
     #[error("BIND_ADDR: cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
     #[error("SEED_USERS: seeding failed: {0}")]
     Seed(String),
+    #[error("database: {0}")]
+    Recovery(String),
 }
 
 /// Open the database, apply migrations and make sure seeded users exist.
@@ -51,12 +73,12 @@ pub async fn prepare_database(
     if config.seed_users > 0 {
         users::seed(&db, config.seed_users)
             .await
-            .map_err(|e| StartupError::Seed(seed_reason(e)))?;
+            .map_err(|e| StartupError::Seed(reason(e)))?;
     }
     Ok((db, statements))
 }
 
-fn seed_reason(error: AppError) -> String {
+fn reason(error: AppError) -> String {
     match error {
         AppError::Internal(source) => source.to_string(),
         other => other.to_string(),
@@ -81,10 +103,39 @@ pub async fn connect_redis(config: &Config) -> Result<Option<ConnectionManager>,
     Ok(Some(manager))
 }
 
+/// The Faktory settings, when `FAKTORY_URL` is set.
+pub fn faktory_config(config: &Config) -> Result<Option<FaktoryConfig>, StartupError> {
+    config
+        .faktory_url
+        .as_deref()
+        .map(|url| {
+            FaktoryConfig::from_url(
+                url,
+                &config.faktory_queue,
+                config.job_reserve(),
+                config.job_max_attempts,
+            )
+        })
+        .transpose()
+        .map_err(StartupError::from)
+}
+
+/// The event bus for this configuration.
+pub fn event_bus(_config: &Config) -> Arc<dyn EventBus> {
+    Arc::new(LocalBus::default())
+}
+
+/// Background work that runs beside the HTTP server.
+struct Services {
+    dispatcher: Dispatcher,
+    pool: Option<WorkerPool>,
+}
+
 /// A built application, bound to its port and ready to serve.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    services: Services,
 }
 
 impl Application {
@@ -92,7 +143,45 @@ impl Application {
         let started = Instant::now();
         let (db, statements) = prepare_database(&config).await?;
         let redis = connect_redis(&config).await?;
-        let schema = graphql::build(&config, db.clone());
+        let events = event_bus(&config);
+        let job_context = JobContext {
+            db: db.clone(),
+            events: events.clone(),
+        };
+
+        let (queue, pool): (Arc<dyn JobQueue>, Option<WorkerPool>) = match faktory_config(&config)?
+        {
+            Some(faktory) => (Arc::new(FaktoryQueue::open(faktory).await?), None),
+            None => {
+                // The in-process queue lived in memory: whatever was
+                // unfinished when the process stopped goes out again.
+                let requeued = tasks::requeue_unfinished(&db)
+                    .await
+                    .map_err(|e| StartupError::Recovery(reason(e)))?;
+                if requeued > 0 {
+                    tracing::info!(requeued, "unfinished tasks queued again");
+                }
+                let (queue, receiver) = InProcessQueue::new(config.job_queue_capacity);
+                let pool = WorkerPool {
+                    ctx: job_context.clone(),
+                    queue: queue.clone(),
+                    receiver,
+                    workers: config.job_workers,
+                    max_attempts: config.job_max_attempts,
+                };
+                (Arc::new(queue), Some(pool))
+            }
+        };
+        let (handoff, handoff_receiver) = mpsc::channel(config.job_queue_capacity.max(1));
+        let jobs = Jobs::new(db.clone(), events.clone(), handoff);
+        let dispatcher = Dispatcher {
+            db: db.clone(),
+            queue: queue.clone(),
+            handoff: handoff_receiver,
+            sweep_every: config.outbox_sweep(),
+        };
+
+        let schema = graphql::build(&config, db.clone(), jobs.clone());
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|e| StartupError::Bind {
@@ -105,12 +194,19 @@ impl Application {
             redis,
             schema,
             statements,
+            jobs,
+            queue,
+            events,
         };
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "application ready"
         );
-        Ok(Application { listener, state })
+        Ok(Application {
+            listener,
+            state,
+            services: Services { dispatcher, pool },
+        })
     }
 
     /// The address actually bound (the real port when port 0 was asked for).
@@ -124,18 +220,37 @@ impl Application {
         &self.state
     }
 
-    /// Serve until `shutdown` resolves, then let in-flight requests finish
-    /// (for at most the configured grace period).
+    /// Serve until `shutdown` resolves; then drain in-flight requests and
+    /// let running jobs finish (each for at most the grace period).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let grace = self.state.config.shutdown_grace();
-        let addr = self.local_addr();
-        let router = http::router(self.state);
+        let Application {
+            listener,
+            state,
+            services,
+        } = self;
+        let config = state.config.clone();
+        let grace = config.shutdown_grace();
+        let addr = listener.local_addr().ok();
+
+        let (stop, stopping) = watch::channel(false);
+        let mut background = JoinSet::new();
+        background.spawn(services.dispatcher.run(stopping.clone()));
+        if let Some(pool) = services.pool {
+            background.spawn(pool.run(stopping.clone()));
+        }
+        background.spawn(purge_finished_tasks(
+            state.db.clone(),
+            config.task_retention(),
+            stopping.clone(),
+        ));
+
+        let router = http::router(state);
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
             shutdown.await;
             let _ = signalled_tx.send(());
         });
-        tracing::info!(%addr, "listening");
+        tracing::info!(?addr, "listening");
         let server = tokio::spawn(async move { server.await });
         tokio::pin!(server);
         tokio::select! {
@@ -147,6 +262,39 @@ impl Application {
                     Err(_) => tracing::warn!("grace period over; dropping open connections"),
                 }
             }
+        }
+
+        tracing::info!("stopping background services; running jobs finish");
+        let _ = stop.send(true);
+        let drained = tokio::time::timeout(grace, async {
+            while background.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("grace period over; abandoning running jobs (they will run again)");
+            background.abort_all();
+        }
+    }
+}
+
+/// Delete finished tasks older than `retention`, every ten minutes.
+async fn purge_finished_tasks(
+    db: DatabaseConnection,
+    retention: chrono::Duration,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let period = std::time::Duration::from_secs(600);
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                match tasks::purge_finished(&db, domain::now() - retention).await {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::info!(purged, "purged finished tasks"),
+                    Err(e) => tracing::warn!(error = %e, "task purge failed"),
+                }
+            }
+            _ = crate::shutdown::requested(&mut stopping) => return,
         }
     }
 }

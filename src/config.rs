@@ -111,6 +111,46 @@ pub struct Config {
     #[arg(long, env = "FAKTORY_URL", global = true)]
     pub faktory_url: Option<String>,
 
+    /// Faktory queue the jobs go to and workers fetch from.
+    #[arg(long, env = "FAKTORY_QUEUE", default_value = "chat", global = true)]
+    pub faktory_queue: String,
+
+    /// Jobs run at once: the in-process worker pool of `serve`, or the
+    /// concurrency of `worker`.
+    #[arg(long, env = "JOB_WORKERS", default_value_t = 4, global = true)]
+    pub job_workers: usize,
+
+    /// Jobs the in-process queue holds before the dispatcher waits.
+    #[arg(
+        long,
+        env = "JOB_QUEUE_CAPACITY",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub job_queue_capacity: usize,
+
+    /// Seconds a worker may hold a Faktory job before it is handed to another
+    /// worker (a worker that died mid-job is noticed this fast).
+    #[arg(long, env = "JOB_RESERVE_SECS", default_value_t = 30, global = true)]
+    pub job_reserve_secs: u64,
+
+    /// Times a job runs at most when infrastructure fails (first run plus retries).
+    #[arg(long, env = "JOB_MAX_ATTEMPTS", default_value_t = 10, global = true)]
+    pub job_max_attempts: u32,
+
+    /// Milliseconds between sweeps of the outbox for tasks not yet queued.
+    #[arg(long, env = "OUTBOX_SWEEP_MS", default_value_t = 1000, global = true)]
+    pub outbox_sweep_ms: u64,
+
+    /// Hours finished tasks are kept before they are purged.
+    #[arg(
+        long,
+        env = "TASK_RETENTION_HOURS",
+        default_value_t = 24,
+        global = true
+    )]
+    pub task_retention_hours: u32,
+
     /// Address the HTTP server listens on.
     #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0:8000", global = true)]
     pub bind: SocketAddr,
@@ -198,6 +238,18 @@ impl Config {
 
     pub fn token_ttl(&self) -> chrono::Duration {
         chrono::Duration::hours(i64::from(self.token_ttl_hours.max(1)))
+    }
+
+    pub fn job_reserve(&self) -> Duration {
+        Duration::from_secs(self.job_reserve_secs.max(1))
+    }
+
+    pub fn outbox_sweep(&self) -> Duration {
+        Duration::from_millis(self.outbox_sweep_ms.max(10))
+    }
+
+    pub fn task_retention(&self) -> chrono::Duration {
+        chrono::Duration::hours(i64::from(self.task_retention_hours))
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -10,6 +10,8 @@
 //! - [`http`]: the router and middleware; health and readiness probes; GraphQL over HTTP.
 //! - [`graphql`]: the schema, independent of HTTP; resolvers only translate.
 //! - [`identity`]: who the viewer of a request is.
+//! - [`jobs`]: the outbox, the job queues (in-process, Faktory) and the workers.
+//! - [`events`]: domain events and the bus that carries them across instances.
 //! - [`domain`]: every business rule, once, called by all adapters.
 //! - [`db`]: the connection pool, SQLite pragmas, migrations, statement counting.
 //! - [`error`]: the one error enum and its client-facing codes.
@@ -22,7 +24,10 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod identity;
+pub mod jobs;
+pub mod shutdown;
 pub mod telemetry;

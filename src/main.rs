@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use chat_gateway::{
     app::{self, Application},
     config::{self, Command, Config, MigrateAction},
-    db, graphql, telemetry,
+    db, graphql,
+    jobs::{self, worker::JobContext},
+    telemetry,
 };
 use migration::{Migrator, MigratorTrait};
 
@@ -36,11 +38,7 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             application.run_until(app::shutdown_signal()).await;
             Ok(())
         }
-        Command::Worker => Err(
-            "FAKTORY_URL: the `worker` command runs jobs fetched from a Faktory server, and \
-             this build has no job kinds for it yet; in embedded mode `serve` runs jobs itself"
-                .to_owned(),
-        ),
+        Command::Worker => worker(config).await,
         Command::Migrate { action } => migrate(action, &config).await,
         Command::Seed => {
             let (db, _) = db::connect(&config).await.map_err(|e| e.to_string())?;
@@ -53,6 +51,38 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
         }
         Command::Schema => Ok(()),
     }
+}
+
+/// Run job handlers fetching from Faktory until SIGTERM / Ctrl-C.
+async fn worker(config: Config) -> Result<(), String> {
+    let Some(faktory) = app::faktory_config(&config).map_err(|e| e.to_string())? else {
+        return Err(
+            "FAKTORY_URL: the `worker` command fetches jobs from a Faktory server; set \
+             FAKTORY_URL (in embedded mode `serve` runs jobs itself)"
+                .to_owned(),
+        );
+    };
+    let (db, _) = db::connect(&config).await.map_err(|e| e.to_string())?;
+    db::migrate(&db, &config).await.map_err(|e| e.to_string())?;
+    let ctx = JobContext {
+        db,
+        events: app::event_bus(&config),
+    };
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        app::shutdown_signal().await;
+        tracing::info!("stopping: running jobs finish");
+        let _ = stop.send(true);
+    });
+    jobs::faktory::run_worker(
+        faktory,
+        ctx,
+        config.job_workers,
+        stopping,
+        config.shutdown_grace(),
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
 
 async fn migrate(action: MigrateAction, config: &Config) -> Result<(), String> {

@@ -10,8 +10,8 @@ use std::collections::{HashMap, HashSet};
 use entity::{membership, message, message_seen};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Select, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, Statement,
     sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 use uuid::Uuid;
@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::{
     insert_unless_exists, now,
     pagination::{self, Page, PageRequest},
+    rooms,
 };
 use crate::error::{AppError, AppResult};
 
@@ -64,12 +65,61 @@ pub async fn store(
     let created = insert_unless_exists(db, row, message::Column::TaskId)
         .await?
         .is_some();
-    let message = message::Entity::find()
-        .filter(message::Column::TaskId.eq(task_id))
-        .one(db)
+    let message = stored_by_task(db, task_id)
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("message of task {task_id} vanished")))?;
     Ok((message, created))
+}
+
+/// The message a task stored, if it stored one.
+pub async fn stored_by_task(
+    db: &impl ConnectionTrait,
+    task_id: Uuid,
+) -> AppResult<Option<message::Model>> {
+    Ok(message::Entity::find()
+        .filter(message::Column::TaskId.eq(task_id))
+        .one(db)
+        .await?)
+}
+
+/// Deliver a message to a group room on behalf of a send task: the room must
+/// exist and the sender must be a current member. A retried task returns the
+/// message its first attempt stored, whatever changed since.
+pub async fn deliver_to_room(
+    db: &DatabaseConnection,
+    task_id: Uuid,
+    from: i64,
+    room_id: i64,
+    text: &str,
+) -> AppResult<(message::Model, bool)> {
+    if let Some(message) = stored_by_task(db, task_id).await? {
+        return Ok((message, false));
+    }
+    validate_text(text)?;
+    rooms::get(db, room_id).await?;
+    if !rooms::is_member(db, room_id, from).await? {
+        return Err(AppError::Forbidden(
+            "User doesn't belong to chatroom".to_owned(),
+        ));
+    }
+    store(db, room_id, Some(from), text, Some(task_id)).await
+}
+
+/// Deliver a direct message on behalf of a send task, creating the pair's
+/// direct room on the first message.
+pub async fn deliver_direct(
+    db: &DatabaseConnection,
+    task_id: Uuid,
+    from: i64,
+    to: i64,
+    text: &str,
+) -> AppResult<(message::Model, bool)> {
+    if let Some(message) = stored_by_task(db, task_id).await? {
+        return Ok((message, false));
+    }
+    validate_text(text)?;
+    let room = rooms::find_or_create_direct(db, from, to).await?;
+    store(db, room.id, Some(from), text, Some(task_id)).await
 }
 
 pub async fn get(db: &impl ConnectionTrait, id: i64) -> AppResult<message::Model> {

@@ -1,13 +1,22 @@
-//! Background tasks as clients see them: state, result, error.
+//! Background tasks: the outbox rows behind every send, and their states.
 //!
-//! A finished send stores `{"message_id": N}` as its result; a failed task
-//! stores `{"exc_type": KIND, "exc_message": [MESSAGE]}`, the shape the
-//! legacy clients read.
+//! A task is written (PENDING, with its arguments) before a send answers, so
+//! an accepted send survives any crash. A worker moves it to STARTED, then to
+//! SUCCESS (result: `{"message_id": N}`) or FAILURE (error:
+//! `{"exc_type": KIND, "exc_message": [MESSAGE]}`, the shape legacy clients
+//! read). Infrastructure failures put it back to PENDING for a retry.
 
-use entity::task;
-use sea_orm::{ConnectionTrait, EntityTrait};
+use chrono::{DateTime, Utc};
+use entity::task::{self, TaskState};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::now;
 use crate::error::{AppError, AppResult};
 
 pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> AppResult<task::Model> {
@@ -15,6 +24,184 @@ pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> AppResult<task::Model> 
         .one(db)
         .await?
         .ok_or(AppError::NotFound("task"))
+}
+
+/// Write a new PENDING task.
+pub async fn create_with_id(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    kind: &str,
+    args: Value,
+) -> AppResult<task::Model> {
+    let at = now();
+    let row = task::Model {
+        id,
+        kind: kind.to_owned(),
+        args,
+        state: TaskState::Pending,
+        result: None,
+        error: None,
+        attempts: 0,
+        dispatched_at: None,
+        created_at: at,
+        updated_at: at,
+        finished_at: None,
+    };
+    task::Entity::insert(task::ActiveModel::from(row.clone()))
+        .exec_without_returning(db)
+        .await?;
+    Ok(row)
+}
+
+/// Record that tasks were handed to the job queue.
+pub async fn mark_dispatched(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    task::Entity::update_many()
+        .col_expr(task::Column::DispatchedAt, Expr::value(now()))
+        .filter(task::Column::Id.is_in(ids.iter().copied()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Unfinished tasks never handed to the queue and created before `before`.
+pub async fn undispatched(
+    db: &impl ConnectionTrait,
+    before: DateTime<Utc>,
+    limit: u64,
+) -> AppResult<Vec<task::Model>> {
+    Ok(task::Entity::find()
+        .filter(task::Column::DispatchedAt.is_null())
+        .filter(task::Column::State.is_in([TaskState::Pending, TaskState::Started]))
+        .filter(task::Column::CreatedAt.lt(before))
+        .order_by_asc(task::Column::CreatedAt)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// After a restart of the in-process queue (whose jobs lived in memory),
+/// every unfinished task must be dispatched again. Returns how many.
+pub async fn requeue_unfinished(db: &impl ConnectionTrait) -> AppResult<u64> {
+    let result = task::Entity::update_many()
+        .col_expr(
+            task::Column::DispatchedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(task::Column::State, Expr::value(TaskState::Pending))
+        .filter(task::Column::State.is_in([TaskState::Pending, TaskState::Started]))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+/// Move a task to STARTED and count the attempt. False when the task is
+/// already finished (a duplicate delivery) or unknown: nothing to do.
+pub async fn start(db: &impl ConnectionTrait, id: Uuid) -> AppResult<bool> {
+    let result = task::Entity::update_many()
+        .col_expr(task::Column::State, Expr::value(TaskState::Started))
+        .col_expr(
+            task::Column::Attempts,
+            Expr::col(task::Column::Attempts).add(1),
+        )
+        .col_expr(task::Column::UpdatedAt, Expr::value(now()))
+        .filter(task::Column::Id.eq(id))
+        .filter(task::Column::State.is_in([TaskState::Pending, TaskState::Started]))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected > 0)
+}
+
+async fn finish(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    state: TaskState,
+    result: Option<Value>,
+    error: Option<Value>,
+) -> AppResult<()> {
+    let at = now();
+    task::Entity::update_many()
+        .set(task::ActiveModel {
+            state: Set(state),
+            result: Set(result),
+            error: Set(error),
+            updated_at: Set(at),
+            finished_at: Set(Some(at)),
+            ..Default::default()
+        })
+        .filter(task::Column::Id.eq(id))
+        .filter(task::Column::State.is_in([TaskState::Pending, TaskState::Started]))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// A send stored its message.
+pub async fn succeed_with_message(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    message_id: i64,
+) -> AppResult<()> {
+    finish(
+        db,
+        id,
+        TaskState::Success,
+        Some(json!({"message_id": message_id})),
+        None,
+    )
+    .await
+}
+
+/// A task that needs no result succeeded.
+pub async fn succeed(db: &impl ConnectionTrait, id: Uuid, result: Value) -> AppResult<()> {
+    finish(db, id, TaskState::Success, Some(result), None).await
+}
+
+/// The failure kind legacy clients see for a domain error.
+pub fn failure_kind(error: &AppError) -> &'static str {
+    match error {
+        AppError::NotFound(_) => "DoesNotExist",
+        AppError::Forbidden(_) | AppError::Unauthenticated(_) => "PermissionDenied",
+        AppError::Validation(_) | AppError::BadInput(_) => "ValidationError",
+        AppError::Conflict(_) => "IntegrityError",
+        AppError::Internal(_) => "InternalError",
+    }
+}
+
+/// End a task in FAILURE; it will not be retried.
+pub async fn fail(db: &impl ConnectionTrait, id: Uuid, kind: &str, message: &str) -> AppResult<()> {
+    finish(
+        db,
+        id,
+        TaskState::Failure,
+        None,
+        Some(json!({"exc_type": kind, "exc_message": [message]})),
+    )
+    .await
+}
+
+/// An attempt failed for a reason that may pass (database down): the task
+/// waits for its retry as PENDING.
+pub async fn release_for_retry(db: &impl ConnectionTrait, id: Uuid) -> AppResult<()> {
+    task::Entity::update_many()
+        .col_expr(task::Column::State, Expr::value(TaskState::Pending))
+        .col_expr(task::Column::UpdatedAt, Expr::value(now()))
+        .filter(task::Column::Id.eq(id))
+        .filter(task::Column::State.eq(TaskState::Started))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Delete tasks finished before `before`. Returns how many.
+pub async fn purge_finished(db: &impl ConnectionTrait, before: DateTime<Utc>) -> AppResult<u64> {
+    let result = task::Entity::delete_many()
+        .filter(task::Column::FinishedAt.lt(before))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
 }
 
 /// The id of the message a successful send stored.
@@ -27,7 +214,7 @@ pub fn failure(task: &task::Model) -> Option<(String, String)> {
     let error = task.error.as_ref()?;
     let kind = error.get("exc_type")?.as_str()?.to_owned();
     let message = match error.get("exc_message") {
-        Some(serde_json::Value::Array(parts)) => parts
+        Some(Value::Array(parts)) => parts
             .iter()
             .map(|p| {
                 p.as_str()
@@ -36,7 +223,7 @@ pub fn failure(task: &task::Model) -> Option<(String, String)> {
             })
             .collect::<Vec<_>>()
             .join(" "),
-        Some(serde_json::Value::String(text)) => text.clone(),
+        Some(Value::String(text)) => text.clone(),
         _ => String::new(),
     };
     Some((kind, message))

@@ -10,9 +10,13 @@ use super::{
     load,
     loaders::{ReceiptsOf, RoomById, SeenBy, UserById},
     rooms::{Room, require_member},
+    tasks::Task,
     users::{User, parse_id},
 };
-use crate::domain::{messages, rooms};
+use crate::{
+    domain::{messages, rooms},
+    jobs::Job,
+};
 
 /// A chat message.
 #[derive(Clone, Debug)]
@@ -125,6 +129,46 @@ pub struct MessageMutation;
 
 #[Object]
 impl MessageMutation {
+    /// Send a direct message to a user. Answers at once with the task that
+    /// stores it; the pair's direct room is created with the first message.
+    async fn send_direct_message(
+        &self,
+        ctx: &Context<'_>,
+        to_user_id: ID,
+        text: String,
+    ) -> Result<Task> {
+        let from = ctx.viewer_id().await.extend()?;
+        let to = parse_id("toUserId", &to_user_id).extend()?;
+        let task = ctx
+            .jobs()
+            .submit(Job::SendDirectMessage { from, to, text })
+            .await
+            .extend()?;
+        Ok(Task(task))
+    }
+
+    /// Send a message to a room. Answers at once with the task that stores
+    /// it; the task fails if the viewer is not a member of the room.
+    async fn send_group_message(
+        &self,
+        ctx: &Context<'_>,
+        room_id: ID,
+        text: String,
+    ) -> Result<Task> {
+        let from = ctx.viewer_id().await.extend()?;
+        let room_id = parse_id("roomId", &room_id).extend()?;
+        let task = ctx
+            .jobs()
+            .submit(Job::SendGroupMessage {
+                from,
+                room_id,
+                text,
+            })
+            .await
+            .extend()?;
+        Ok(Task(task))
+    }
+
     /// Mark the room's messages as seen by the viewer (all of them, or those
     /// up to and including `upToMessageId`).
     async fn mark_room_seen(

@@ -20,7 +20,7 @@ use async_graphql::{
 use sea_orm::DatabaseConnection;
 use tokio::sync::OnceCell;
 
-use crate::{config::Config, error::AppResult, identity::Identity};
+use crate::{config::Config, error::AppResult, identity::Identity, jobs::Jobs};
 
 use async_graphql::dataloader::Loader;
 pub use connection::TotalCount;
@@ -56,9 +56,10 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
 }
 
 /// The executable schema, with its limits and services.
-pub fn build(config: &Config, db: DatabaseConnection) -> ChatSchema {
+pub fn build(config: &Config, db: DatabaseConnection, jobs: Jobs) -> ChatSchema {
     let mut builder = builder()
         .data(db)
+        .data(jobs)
         .data(Limits {
             max_page_size: config.max_page_size.max(1),
             token_ttl: config.token_ttl(),
@@ -115,6 +116,7 @@ pub(crate) trait ContextExt {
     fn db(&self) -> &DatabaseConnection;
     fn limits(&self) -> &Limits;
     fn loaders(&self) -> &Loaders;
+    fn jobs(&self) -> &Jobs;
     fn viewer(&self) -> Option<&Viewer>;
     /// The viewer's user id; `UNAUTHENTICATED` when there is none.
     async fn viewer_id(&self) -> AppResult<i64>;
@@ -134,6 +136,10 @@ impl ContextExt for Context<'_> {
 
     fn loaders(&self) -> &Loaders {
         self.data_unchecked::<Loaders>()
+    }
+
+    fn jobs(&self) -> &Jobs {
+        self.data_unchecked::<Jobs>()
     }
 
     fn viewer(&self) -> Option<&Viewer> {

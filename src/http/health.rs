@@ -19,8 +19,8 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The service can do its work: the database answers, and Redis does when it
-/// is configured. 503 with the failing checks otherwise.
+/// The service can do its work: the database answers, and so do Redis and
+/// Faktory when they are configured. 503 with the failing checks otherwise.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let mut checks = serde_json::Map::new();
     let mut ready = true;
@@ -45,6 +45,16 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         checks.insert(
             "redis".into(),
             json!(if redis_ok { "ok" } else { "unavailable" }),
+        );
+    }
+
+    if state.config.faktory_url.is_some() {
+        let faktory = tokio::time::timeout(PROBE_TIMEOUT, state.queue.check()).await;
+        let faktory_ok = matches!(faktory, Ok(Ok(())));
+        ready &= faktory_ok;
+        checks.insert(
+            "faktory".into(),
+            json!(if faktory_ok { "ok" } else { "unavailable" }),
         );
     }
 

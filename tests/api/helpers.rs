@@ -234,17 +234,21 @@ pub fn error_code(body: &Value) -> &str {
 }
 
 /// Declare scenarios that run once per backend. Each scenario is an
-/// `async fn(TestApp)` in the calling module.
+/// `async fn(TestApp)` in the calling module. An optional
+/// `config = |c: &mut Config| ...;` first adjusts every app's configuration.
 #[macro_export]
 macro_rules! scenarios {
-    ($($name:ident),* $(,)?) => {
+    (config = $adjust:expr; $($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite)
-                        .await
-                        .expect("SQLite is always available");
+                    let app = $crate::helpers::spawn_app_with(
+                        $crate::helpers::Backend::Sqlite,
+                        $adjust,
+                    )
+                    .await
+                    .expect("SQLite is always available");
                     super::$name(app).await;
                 }
             )*
@@ -253,7 +257,12 @@ macro_rules! scenarios {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    match $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await {
+                    match $crate::helpers::spawn_app_with(
+                        $crate::helpers::Backend::Postgres,
+                        $adjust,
+                    )
+                    .await
+                    {
                         Some(app) => super::$name(app).await,
                         None => eprintln!("TEST_DATABASE_URL is not set: PostgreSQL run skipped"),
                     }
@@ -261,4 +270,13 @@ macro_rules! scenarios {
             )*
         }
     };
+    ($($name:ident),* $(,)?) => {
+        $crate::scenarios!(config = |_: &mut chat_gateway::config::Config| {}; $($name),*);
+    };
+}
+
+/// For tests that count SQL statements: no periodic background statements
+/// (the outbox sweep) while they measure.
+pub fn quiet(config: &mut Config) {
+    config.outbox_sweep_ms = 3_600_000;
 }

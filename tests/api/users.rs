@@ -401,8 +401,13 @@ async fn user_pages_cost_a_fixed_number_of_statements(app: TestApp) {
     assert!(costs[0] <= 3, "page, profiles and count: {costs:?}");
 }
 
+mod quiet {
+    use super::*;
+
+    crate::scenarios!(config = crate::helpers::quiet; user_pages_cost_a_fixed_number_of_statements);
+}
+
 crate::scenarios!(
-    user_pages_cost_a_fixed_number_of_statements,
     seeded_users_are_listed_in_order,
     seeded_password_is_hashed,
     create_user_returns_the_user,

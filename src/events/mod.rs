@@ -1,0 +1,101 @@
+//! Domain events and the bus that carries them.
+//!
+//! Domain code publishes an [`Event`] after the database commit; the
+//! subscriptions and anything else interested read them from the bus. The
+//! in-process bus is a broadcast channel; with Redis configured the same
+//! events also cross process boundaries (gateways, workers).
+//!
+//! Events are hints, never the source of truth: a receiver that lags or
+//! misses one re-reads the database.
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+/// Something that happened, as seen by other parts of the system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A task changed state.
+    TaskUpdated { task_id: Uuid, state: String },
+    /// A message was stored.
+    MessageStored {
+        message_id: i64,
+        room_id: i64,
+        sender_id: Option<i64>,
+    },
+    /// A user joined or left a room (or a direct room was created for them).
+    MembershipChanged { room_id: i64, user_id: i64 },
+}
+
+/// Publish and subscribe to events.
+pub trait EventBus: Send + Sync {
+    /// Publish an event to every subscriber (on every instance). Never fails:
+    /// a lost event is caught up by receivers re-reading the database.
+    fn publish(&self, event: Event);
+    /// A new receiver of every event published from now on.
+    fn subscribe(&self) -> broadcast::Receiver<Event>;
+}
+
+/// How many events a slow receiver may fall behind before it is told it lagged.
+pub const CHANNEL_CAPACITY: usize = 4096;
+
+/// Events within this process only.
+pub struct LocalBus {
+    sender: broadcast::Sender<Event>,
+}
+
+impl Default for LocalBus {
+    fn default() -> Self {
+        LocalBus {
+            sender: broadcast::channel(CHANNEL_CAPACITY).0,
+        }
+    }
+}
+
+impl LocalBus {
+    pub fn sender(&self) -> broadcast::Sender<Event> {
+        self.sender.clone()
+    }
+}
+
+impl EventBus for LocalBus {
+    fn publish(&self, event: Event) {
+        // No receiver is not an error: nobody is listening right now.
+        let _ = self.sender.send(event);
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.sender.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_bus_delivers_to_every_subscriber() {
+        let bus = LocalBus::default();
+        let mut a = bus.subscribe();
+        let mut b = bus.subscribe();
+        let event = Event::MembershipChanged {
+            room_id: 1,
+            user_id: 2,
+        };
+        bus.publish(event.clone());
+        assert_eq!(a.recv().await.unwrap(), event);
+        assert_eq!(b.recv().await.unwrap(), event);
+    }
+
+    #[test]
+    fn events_serialize_with_a_type_tag() {
+        let json = serde_json::to_value(Event::MessageStored {
+            message_id: 1,
+            room_id: 2,
+            sender_id: None,
+        })
+        .unwrap();
+        assert_eq!(json["type"], "message_stored");
+    }
+}

@@ -1,0 +1,134 @@
+//! The outbox dispatcher: moves submitted tasks into the job queue.
+//!
+//! Fresh tasks arrive through an in-memory hand-off and are pushed at once,
+//! in batches. Anything that did not make it (the queue was down, the
+//! hand-off was full, the process died) is still undispatched in the tasks
+//! table, where a periodic sweep finds and pushes it. A task may thus be
+//! pushed twice in rare cases, never zero times; the worker is idempotent.
+
+use std::{sync::Arc, time::Duration};
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::{mpsc, watch};
+
+use super::{Envelope, queue::JobQueue};
+use crate::domain::{now, tasks};
+
+/// Largest batch pushed at once.
+const BATCH: usize = 256;
+/// A task younger than this is left to the hand-off, not the sweep.
+const SWEEP_GRACE: Duration = Duration::from_secs(2);
+
+/// Wait before retrying a failing queue: 1, 2, 4 .. 30 s. False when
+/// shutdown came first.
+async fn backed_off(failures: u32, shutdown: &mut watch::Receiver<bool>) -> bool {
+    let wait = Duration::from_secs(1 << failures.min(5)).min(Duration::from_secs(30));
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = crate::shutdown::requested(shutdown) => false,
+    }
+}
+
+pub struct Dispatcher {
+    pub db: DatabaseConnection,
+    pub queue: Arc<dyn JobQueue>,
+    pub handoff: mpsc::Receiver<Envelope>,
+    pub sweep_every: Duration,
+}
+
+impl Dispatcher {
+    /// Run until `shutdown` turns true.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut sweep = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.sweep_every,
+            self.sweep_every,
+        );
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failures: u32 = 0;
+        let mut stop = shutdown.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = crate::shutdown::requested(&mut shutdown) => break,
+                received = self.handoff.recv() => {
+                    let Some(first) = received else { break };
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH {
+                        match self.handoff.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    // On failure the batch stays undispatched in the
+                    // database; the sweep retries it with back-off.
+                    if self.push(&batch).await {
+                        failures = 0;
+                    } else {
+                        failures = failures.saturating_add(1);
+                    }
+                }
+                _ = sweep.tick() => {
+                    if failures > 0 && !backed_off(failures, &mut stop).await {
+                        break;
+                    }
+                    match self.sweep().await {
+                        Ok(_) => failures = 0,
+                        Err(()) => failures = failures.saturating_add(1),
+                    }
+                }
+            }
+        }
+        tracing::debug!("dispatcher stopped");
+    }
+
+    /// Push a batch and record it as dispatched. True on success.
+    async fn push(&self, batch: &[Envelope]) -> bool {
+        if let Err(e) = self.queue.push(batch).await {
+            tracing::warn!(queue = self.queue.name(), error = %e, jobs = batch.len(),
+                "could not push jobs; they will be retried");
+            return false;
+        }
+        let ids: Vec<_> = batch.iter().map(|j| j.task_id).collect();
+        if let Err(e) = tasks::mark_dispatched(&self.db, &ids).await {
+            // Pushed but not recorded: the sweep may push them again, which
+            // the idempotent worker tolerates.
+            tracing::warn!(error = %e, "could not record dispatched tasks");
+        }
+        true
+    }
+
+    /// Push every undispatched task old enough to have missed the hand-off.
+    async fn sweep(&self) -> Result<usize, ()> {
+        let mut pushed = 0;
+        loop {
+            let before = now() - chrono::Duration::from_std(SWEEP_GRACE).unwrap_or_default();
+            let stale = tasks::undispatched(&self.db, before, BATCH as u64)
+                .await
+                .map_err(|e| tracing::warn!(error = %e, "outbox sweep failed"))?;
+            if stale.is_empty() {
+                return Ok(pushed);
+            }
+            let mut batch = Vec::with_capacity(stale.len());
+            for task in &stale {
+                match Envelope::from_task(task) {
+                    Ok(envelope) => batch.push(envelope),
+                    Err(reason) => {
+                        tracing::error!(task_id = %task.id, %reason, "task cannot be dispatched");
+                        let _ = tasks::fail(&self.db, task.id, "InvalidTask", &reason).await;
+                    }
+                }
+            }
+            let full = stale.len() == BATCH;
+            if !batch.is_empty() {
+                if !self.push(&batch).await {
+                    return Err(());
+                }
+                pushed += batch.len();
+                tracing::info!(count = batch.len(), "dispatched tasks from the outbox");
+            }
+            if !full {
+                return Ok(pushed);
+            }
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! The Faktory side of the job system: pushing jobs (the gateway) and
+//! running them (the `worker` command), with the `faktory` crate.
+//!
+//! Connections go through [`GuardedStream`]: once a connection fails it
+//! swallows further writes, because the crate's client writes `END` when it
+//! is dropped and would panic on a dead socket.
+
+use std::{
+    io,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use faktory::{Client, Job as FaktoryJob, Worker};
+use tokio::{
+    io::{AsyncBufRead, AsyncRead, AsyncWrite, BufStream, ReadBuf},
+    net::TcpStream,
+    sync::{Mutex, watch},
+};
+
+use super::{
+    Envelope, Job,
+    queue::JobQueue,
+    worker::{JobContext, Outcome, execute},
+};
+
+/// Where and how to reach Faktory.
+#[derive(Debug, Clone)]
+pub struct FaktoryConfig {
+    /// `host:port`.
+    pub address: String,
+    pub password: Option<String>,
+    /// The queue jobs go to and workers fetch from.
+    pub queue: String,
+    /// How long a worker may hold a job before Faktory hands it to another.
+    pub reserve_for: Duration,
+    /// How many times a job runs at most (the first run plus retries).
+    pub max_attempts: u32,
+}
+
+/// Why Faktory could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FaktoryError {
+    #[error("FAKTORY_URL: {0}")]
+    Config(String),
+    #[error("FAKTORY_URL: the server refused the password")]
+    Authentication,
+    #[error("FAKTORY_URL: cannot reach {address}: {reason}")]
+    Unreachable { address: String, reason: String },
+}
+
+impl FaktoryConfig {
+    /// Parse `tcp://[:password@]host[:port]`.
+    pub fn from_url(
+        url: &str,
+        queue: &str,
+        reserve_for: Duration,
+        max_attempts: u32,
+    ) -> Result<Self, FaktoryError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| FaktoryError::Config(format!("malformed URL ({e})")))?;
+        if !matches!(parsed.scheme(), "tcp" | "faktory") {
+            return Err(FaktoryError::Config(format!(
+                "unsupported scheme `{}`; use tcp://:password@host:7419",
+                parsed.scheme()
+            )));
+        }
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| FaktoryError::Config("the URL has no host".to_owned()))?;
+        let password = parsed.password().map(|p| percent_decode(p));
+        Ok(FaktoryConfig {
+            address: format!("{host}:{}", parsed.port().unwrap_or(7419)),
+            password,
+            queue: queue.to_owned(),
+            reserve_for,
+            max_attempts: max_attempts.max(1),
+        })
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("p={}", text.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// A TCP connection that, once broken, accepts and discards writes.
+pub struct GuardedStream {
+    inner: BufStream<TcpStream>,
+    address: String,
+    broken: bool,
+}
+
+impl GuardedStream {
+    pub async fn connect(address: &str) -> io::Result<Self> {
+        let stream = TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        Ok(GuardedStream {
+            inner: BufStream::new(stream),
+            address: address.to_owned(),
+            broken: false,
+        })
+    }
+}
+
+impl AsyncRead for GuardedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let GuardedStream { inner, broken, .. } = self.get_mut();
+        if *broken {
+            return Poll::Ready(Ok(()));
+        }
+        let result = Pin::new(inner).poll_read(cx, buf);
+        if matches!(result, Poll::Ready(Err(_))) {
+            *broken = true;
+        }
+        result
+    }
+}
+
+impl AsyncBufRead for GuardedStream {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let GuardedStream { inner, broken, .. } = self.get_mut();
+        if *broken {
+            return Poll::Ready(Ok(&[]));
+        }
+        match Pin::new(inner).poll_fill_buf(cx) {
+            Poll::Ready(Err(e)) => {
+                *broken = true;
+                Poll::Ready(Err(e))
+            }
+            other => other,
+        }
+    }
+
+    fn consume(self: Pin<&mut Self>, amount: usize) {
+        let this = self.get_mut();
+        if !this.broken {
+            Pin::new(&mut this.inner).consume(amount);
+        }
+    }
+}
+
+impl AsyncWrite for GuardedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let GuardedStream { inner, broken, .. } = self.get_mut();
+        if *broken {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        let result = Pin::new(inner).poll_write(cx, buf);
+        if matches!(result, Poll::Ready(Err(_))) {
+            *broken = true;
+        }
+        result
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let GuardedStream { inner, broken, .. } = self.get_mut();
+        if *broken {
+            return Poll::Ready(Ok(()));
+        }
+        let result = Pin::new(inner).poll_flush(cx);
+        if matches!(result, Poll::Ready(Err(_))) {
+            *broken = true;
+        }
+        result
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let GuardedStream { inner, broken, .. } = self.get_mut();
+        if *broken {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(inner).poll_shutdown(cx)
+    }
+}
+
+#[async_trait::async_trait]
+impl faktory::Reconnect for GuardedStream {
+    async fn reconnect(&mut self) -> io::Result<Box<dyn faktory::Connection>> {
+        Ok(Box::new(GuardedStream::connect(&self.address).await?))
+    }
+}
+
+fn classify(config: &FaktoryConfig, error: faktory::Error) -> FaktoryError {
+    let text = format!("{error:?}");
+    if text.contains("Invalid password") || text.contains("AuthenticationNeeded") {
+        FaktoryError::Authentication
+    } else {
+        FaktoryError::Unreachable {
+            address: config.address.clone(),
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// Open a client connection (HI/HELLO, password check included).
+pub async fn connect(config: &FaktoryConfig) -> Result<Client, FaktoryError> {
+    let stream =
+        GuardedStream::connect(&config.address)
+            .await
+            .map_err(|e| FaktoryError::Unreachable {
+                address: config.address.clone(),
+                reason: e.to_string(),
+            })?;
+    Client::connect_with(stream, config.password.clone())
+        .await
+        .map_err(|e| classify(config, e))
+}
+
+/// Pushes jobs to Faktory over one lazily (re)opened connection.
+pub struct FaktoryQueue {
+    config: FaktoryConfig,
+    client: Mutex<Option<Client>>,
+}
+
+impl FaktoryQueue {
+    /// Check the server and the password. A wrong password is an error; an
+    /// unreachable server is not (the outbox keeps the jobs until it is back).
+    pub async fn open(config: FaktoryConfig) -> Result<Self, FaktoryError> {
+        let client = match connect(&config).await {
+            Ok(client) => Some(client),
+            Err(FaktoryError::Unreachable { address, reason }) => {
+                tracing::warn!(%address, %reason, "Faktory is unreachable; jobs wait in the outbox");
+                None
+            }
+            Err(other) => return Err(other),
+        };
+        Ok(FaktoryQueue {
+            config,
+            client: Mutex::new(client),
+        })
+    }
+
+    fn to_faktory(&self, envelope: &Envelope) -> Result<FaktoryJob, String> {
+        let payload = serde_json::to_value(envelope).map_err(|e| e.to_string())?;
+        Ok(FaktoryJob::builder(envelope.job.kind())
+            .args(vec![payload])
+            .queue(self.config.queue.clone())
+            .reserve_for(self.config.reserve_for)
+            .retry(self.config.max_attempts.saturating_sub(1) as isize)
+            .build())
+    }
+}
+
+#[async_trait::async_trait]
+impl JobQueue for FaktoryQueue {
+    async fn push(&self, jobs: &[Envelope]) -> Result<(), String> {
+        let batch = jobs
+            .iter()
+            .map(|job| self.to_faktory(job))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut slot = self.client.lock().await;
+        if slot.is_none() {
+            *slot = Some(connect(&self.config).await.map_err(|e| e.to_string())?);
+        }
+        let client = slot.as_mut().expect("connected above");
+        let pushed = if batch.len() == 1 {
+            client
+                .enqueue(batch.into_iter().next().expect("one job"))
+                .await
+        } else {
+            client.enqueue_many(batch).await.map(|_| ())
+        };
+        if let Err(e) = pushed {
+            // Drop the connection; the next push reconnects.
+            *slot = None;
+            return Err(format!("Faktory push failed: {e}"));
+        }
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        let mut slot = self.client.lock().await;
+        if slot.is_none() {
+            *slot = Some(connect(&self.config).await.map_err(|e| e.to_string())?);
+        }
+        let client = slot.as_mut().expect("connected above");
+        if let Err(e) = client.current_info().await {
+            *slot = None;
+            return Err(e.to_string());
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "faktory"
+    }
+}
+
+/// The attempt number of a delivered Faktory job (1 for the first run).
+fn attempt_of(job: &FaktoryJob) -> u32 {
+    job.failure().map(|f| f.retry_count as u32 + 2).unwrap_or(1)
+}
+
+/// Why a Faktory handler asks for a retry.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RetryLater(String);
+
+async fn handle(
+    ctx: Arc<JobContext>,
+    max_attempts: u32,
+    job: FaktoryJob,
+) -> Result<(), RetryLater> {
+    let Some(payload) = job.args().first() else {
+        tracing::error!(jid = ?job.id(), "job without arguments dropped");
+        return Ok(());
+    };
+    let envelope = match Envelope::parse(payload) {
+        Ok(envelope) => envelope,
+        Err(reason) => {
+            tracing::error!(jid = ?job.id(), %reason, "job dropped");
+            return Ok(());
+        }
+    };
+    let last = attempt_of(&job) >= max_attempts;
+    match execute(&ctx, &envelope, last).await {
+        Outcome::Done | Outcome::Failed => Ok(()),
+        Outcome::Retry(reason) => Err(RetryLater(reason)),
+    }
+}
+
+/// Run job handlers fetching from Faktory until `shutdown` turns true.
+/// Reconnects (with back-off) when the server goes away; a wrong password
+/// is returned as an error at once.
+pub async fn run_worker(
+    config: FaktoryConfig,
+    ctx: JobContext,
+    concurrency: usize,
+    shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) -> Result<(), FaktoryError> {
+    let ctx = Arc::new(ctx);
+    let mut failures: u32 = 0;
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let mut builder = Worker::builder()
+            .hostname(hostname())
+            .labels(vec!["chat-gateway".to_owned()])
+            .workers(concurrency.max(1))
+            .shutdown_timeout(grace);
+        for kind in Job::KINDS {
+            let ctx = ctx.clone();
+            let max = config.max_attempts;
+            builder = builder.register_fn(kind, move |job| handle(ctx.clone(), max, job));
+        }
+        let mut stop = shutdown.clone();
+        builder = builder.with_graceful_shutdown(async move {
+            let _ = crate::shutdown::requested(&mut stop).await;
+        });
+        let stream = GuardedStream::connect(&config.address).await;
+        let worker = match stream {
+            Ok(stream) => builder
+                .connect_with(stream, config.password.clone())
+                .await
+                .map_err(|e| classify(&config, e)),
+            Err(e) => Err(FaktoryError::Unreachable {
+                address: config.address.clone(),
+                reason: e.to_string(),
+            }),
+        };
+        let mut worker = match worker {
+            Ok(worker) => worker,
+            Err(FaktoryError::Unreachable { address, reason }) => {
+                failures += 1;
+                let wait = Duration::from_millis(250 * (1 << failures.min(6)));
+                tracing::warn!(%address, %reason, ?wait, "Faktory unreachable; retrying");
+                let mut stop = shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue,
+                    _ = crate::shutdown::requested(&mut stop) => return Ok(()),
+                }
+            }
+            Err(other) => return Err(other),
+        };
+        failures = 0;
+        tracing::info!(address = %config.address, queue = %config.queue, concurrency, "worker fetching jobs");
+        match worker.run(&[config.queue.as_str()]).await {
+            Ok(details) => {
+                tracing::info!(reason = ?details.reason, "worker stopped");
+                if *shutdown.borrow() {
+                    return Ok(());
+                }
+            }
+            Err(e) => tracing::warn!(error = ?e, "lost the Faktory connection; reconnecting"),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "chat-worker".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_parsed() {
+        let config = FaktoryConfig::from_url(
+            "tcp://:s3cr%40t@queue:7420",
+            "chat",
+            Duration::from_secs(30),
+            5,
+        )
+        .unwrap();
+        assert_eq!(config.address, "queue:7420");
+        assert_eq!(config.password.as_deref(), Some("s3cr@t"));
+        let config =
+            FaktoryConfig::from_url("tcp://localhost", "chat", Duration::from_secs(30), 5).unwrap();
+        assert_eq!(config.address, "localhost:7419");
+        assert_eq!(config.password, None);
+        assert!(FaktoryConfig::from_url("http://x", "chat", Duration::from_secs(1), 1).is_err());
+        assert!(FaktoryConfig::from_url("nonsense", "chat", Duration::from_secs(1), 1).is_err());
+    }
+}

@@ -1,0 +1,169 @@
+//! Background jobs: message sends and mark-seen, run by a worker.
+//!
+//! The flow is a transactional outbox:
+//! 1. [`Jobs::submit`] writes the task row (PENDING, with its arguments) and
+//!    answers at once with the task; the send can no longer be lost.
+//! 2. The [`dispatcher`] pushes the job to the queue (the in-process queue, or
+//!    Faktory) and records that it did. What it could not push (Faktory down,
+//!    a crash) its periodic sweep of the tasks table pushes later.
+//! 3. A worker ([`worker::execute`]) runs the job: the message is stored with
+//!    the task id as idempotency key, so a job delivered twice stores it once.
+//!
+//! Job payloads are versioned ([`Envelope::v`]) and carry everything a worker
+//! needs; the task row holds the same payload as the source of truth.
+
+pub mod dispatcher;
+pub mod faktory;
+pub mod queue;
+pub mod worker;
+
+use entity::task;
+use sea_orm::DatabaseConnection;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::{
+    domain::tasks,
+    error::{AppError, AppResult},
+    events::{Event, EventBus},
+};
+
+/// The version of the job payload this build writes and reads.
+pub const PAYLOAD_VERSION: u32 = 1;
+
+/// What a job does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Store a direct message, creating the pair's room on the first one.
+    SendDirectMessage { from: i64, to: i64, text: String },
+    /// Store a message in a room the sender is a member of.
+    SendGroupMessage {
+        from: i64,
+        room_id: i64,
+        text: String,
+    },
+    /// Mark a room's messages seen by a user (up to a message id, if given).
+    MarkSeen {
+        user_id: i64,
+        room_id: i64,
+        up_to: Option<i64>,
+    },
+}
+
+impl Job {
+    /// The job's kind: its Faktory job type and the task's `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Job::SendDirectMessage { .. } => "send_direct_message",
+            Job::SendGroupMessage { .. } => "send_group_message",
+            Job::MarkSeen { .. } => "mark_seen",
+        }
+    }
+
+    /// Every kind, for worker registration.
+    pub const KINDS: [&'static str; 3] = ["send_direct_message", "send_group_message", "mark_seen"];
+}
+
+/// A job as it travels through a queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub v: u32,
+    pub task_id: Uuid,
+    #[serde(flatten)]
+    pub job: Job,
+}
+
+impl Envelope {
+    /// Read a payload, refusing versions this build does not know.
+    pub fn parse(value: &serde_json::Value) -> Result<Self, String> {
+        let envelope: Envelope =
+            serde_json::from_value(value.clone()).map_err(|e| format!("unreadable job: {e}"))?;
+        if envelope.v != PAYLOAD_VERSION {
+            return Err(format!("unsupported job payload version {}", envelope.v));
+        }
+        Ok(envelope)
+    }
+
+    pub fn from_task(task: &task::Model) -> Result<Self, String> {
+        Self::parse(&task.args)
+    }
+}
+
+/// Submits jobs: the handle the APIs use.
+#[derive(Clone)]
+pub struct Jobs {
+    db: DatabaseConnection,
+    events: std::sync::Arc<dyn EventBus>,
+    handoff: mpsc::Sender<Envelope>,
+}
+
+impl Jobs {
+    pub fn new(
+        db: DatabaseConnection,
+        events: std::sync::Arc<dyn EventBus>,
+        handoff: mpsc::Sender<Envelope>,
+    ) -> Self {
+        Jobs {
+            db,
+            events,
+            handoff,
+        }
+    }
+
+    /// Record a job as a PENDING task and hand it to the dispatcher. Once
+    /// this returns, the job will run, whatever process dies.
+    #[tracing::instrument(skip(self, job), fields(kind = job.kind()))]
+    pub async fn submit(&self, job: Job) -> AppResult<task::Model> {
+        let kind = job.kind();
+        let mut envelope = Envelope {
+            v: PAYLOAD_VERSION,
+            task_id: Uuid::nil(),
+            job,
+        };
+        let task = {
+            let id = Uuid::now_v7();
+            envelope.task_id = id;
+            let args = serde_json::to_value(&envelope).map_err(AppError::internal)?;
+            tasks::create_with_id(&self.db, id, kind, args).await?
+        };
+        self.events.publish(Event::TaskUpdated {
+            task_id: task.id,
+            state: task.state.as_str().to_owned(),
+        });
+        // A full hand-off channel only delays the job: the task is in the
+        // database and the dispatcher's sweep will find it.
+        if self.handoff.try_send(envelope).is_err() {
+            tracing::debug!(task_id = %task.id, "dispatcher busy; the sweep will push the task");
+        }
+        Ok(task)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn payloads_are_versioned_and_tagged() {
+        let envelope = Envelope {
+            v: PAYLOAD_VERSION,
+            task_id: Uuid::nil(),
+            job: Job::SendGroupMessage {
+                from: 9,
+                room_id: 1,
+                text: "hi fam".into(),
+            },
+        };
+        let value = serde_json::to_value(&envelope).unwrap();
+        assert_eq!(value["kind"], "send_group_message");
+        assert_eq!(value["v"], 1);
+        assert_eq!(Envelope::parse(&value).unwrap(), envelope);
+        let mut future = value.clone();
+        future["v"] = json!(2);
+        assert!(Envelope::parse(&future).is_err());
+        assert!(Envelope::parse(&json!({"v": 1})).is_err());
+    }
+}
