@@ -71,7 +71,7 @@ impl FaktoryConfig {
             .host_str()
             .filter(|h| !h.is_empty())
             .ok_or_else(|| FaktoryError::Config("the URL has no host".to_owned()))?;
-        let password = parsed.password().map(|p| percent_decode(p));
+        let password = parsed.password().map(percent_decode);
         Ok(FaktoryConfig {
             address: format!("{host}:{}", parsed.port().unwrap_or(7419)),
             password,
