@@ -92,10 +92,6 @@ pub async fn test_database(backend: Backend) -> Option<(String, Option<TempDir>)
     }
 }
 
-pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
-    spawn_app_with(backend, |_| {}).await
-}
-
 /// Start an app, letting the test adjust its configuration first.
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
     let (url, dir) = test_database(backend).await?;
