@@ -11,6 +11,7 @@ use chat_gateway::{
     app::{AppState, Application},
     config::Config,
     db::StatementCounter,
+    events::EventBus,
 };
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{Value, json};
@@ -28,10 +29,12 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: DatabaseConnection,
     pub statements: Arc<StatementCounter>,
+    pub events: Arc<dyn EventBus>,
     pub config: Config,
     pub backend: Backend,
-    _dir: Option<TempDir>,
-    _shutdown: oneshot::Sender<()>,
+    dir: Option<TempDir>,
+    shutdown: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
 }
 
 /// The PostgreSQL server to create test databases on, if any. In CI it must
@@ -107,9 +110,14 @@ pub async fn start(config: Config, backend: Backend, dir: Option<TempDir>) -> Te
         .await
         .unwrap_or_else(|e| panic!("application failed to start: {e}"));
     let address = format!("http://{}", application.local_addr());
-    let AppState { db, statements, .. } = application.state().clone();
+    let AppState {
+        db,
+        statements,
+        events,
+        ..
+    } = application.state().clone();
     let (shutdown, stopped) = oneshot::channel::<()>();
-    tokio::spawn(application.run_until(async move {
+    let server = tokio::spawn(application.run_until(async move {
         let _ = stopped.await;
     }));
     TestApp {
@@ -117,14 +125,24 @@ pub async fn start(config: Config, backend: Backend, dir: Option<TempDir>) -> Te
         client: reqwest::Client::new(),
         db,
         statements,
+        events,
         config,
         backend,
-        _dir: dir,
-        _shutdown: shutdown,
+        dir,
+        shutdown,
+        server,
     }
 }
 
 impl TestApp {
+    /// Shut the app down gracefully, keeping its database; returns what a
+    /// restart needs.
+    pub async fn stop(self) -> (Config, Backend, Option<TempDir>) {
+        let _ = self.shutdown.send(());
+        let _ = self.server.await;
+        (self.config, self.backend, self.dir)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -219,6 +237,76 @@ impl TestApp {
             .json()
             .await
             .expect("JSON body")
+    }
+}
+
+impl TestApp {
+    /// Send a direct message as `from`; returns the task id.
+    pub async fn send_direct(&self, from: i64, to: i64, text: &str) -> String {
+        let data = self
+            .ok_as(
+                Some(from),
+                "mutation($to: ID!, $text: String!) {
+                    sendDirectMessage(toUserId: $to, text: $text) { id state } }",
+                json!({"to": to, "text": text}),
+            )
+            .await;
+        data["sendDirectMessage"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Send a message to a room as `from`; returns the task id.
+    pub async fn send_group(&self, from: i64, room: i64, text: &str) -> String {
+        let data = self
+            .ok_as(
+                Some(from),
+                "mutation($room: ID!, $text: String!) {
+                    sendGroupMessage(roomId: $room, text: $text) { id state } }",
+                json!({"room": room, "text": text}),
+            )
+            .await;
+        data["sendGroupMessage"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Wait (up to `timeout`) for a task to finish; returns it.
+    pub async fn finished_task_within(&self, id: &str, timeout: std::time::Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let data = self
+                .ok(
+                    "query($id: ID!) { task(id: $id) { id kind state attempts
+                        result { id text room { id name } sender { username } }
+                        error { kind message } } }",
+                    json!({"id": id}),
+                )
+                .await;
+            let state = data["task"]["state"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if state == "SUCCESS" || state == "FAILURE" {
+                return data["task"].clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "task {id} still {state} after {timeout:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn finished_task(&self, id: &str) -> Value {
+        self.finished_task_within(id, std::time::Duration::from_secs(15))
+            .await
+    }
+
+    /// How many messages carry this text.
+    pub async fn count_messages(&self, text: &str) -> u64 {
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        entity::message::Entity::find()
+            .filter(entity::message::Column::Text.eq(text))
+            .count(&self.db)
+            .await
+            .unwrap()
     }
 }
 

@@ -5,8 +5,11 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod faktory;
+mod faktory_server;
 mod graphql_http;
 mod http;
+mod jobs;
 mod messages;
 mod migrations;
 mod rooms;

@@ -1,0 +1,270 @@
+//! Sends through the embedded (in-process) job queue: task states, domain
+//! failures, restart recovery, duplicate delivery, retries.
+
+use chat_gateway::{
+    domain::tasks,
+    jobs::{
+        Envelope, Job, PAYLOAD_VERSION,
+        worker::{JobContext, execute},
+    },
+};
+use sea_orm::{ConnectionTrait, DbBackend};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, error_code, start};
+
+async fn direct_messages_share_one_room_both_ways(app: TestApp) {
+    let task = app.send_direct(2, 3, "hey man").await;
+    let done = app.finished_task(&task).await;
+    assert_eq!(done["state"], "SUCCESS", "{done}");
+    assert_eq!(done["kind"], "send_direct_message");
+    assert_eq!(done["attempts"], 1);
+    assert_eq!(done["result"]["text"], "hey man");
+    assert_eq!(done["result"]["sender"]["username"], "user_2");
+    assert_eq!(done["result"]["room"]["name"], "user_2 - user_3");
+
+    let reply = app.finished_task(&app.send_direct(3, 2, "yo").await).await;
+    assert_eq!(reply["state"], "SUCCESS");
+    assert_eq!(reply["result"]["room"]["id"], done["result"]["room"]["id"]);
+}
+
+async fn group_sends_need_membership(app: TestApp) {
+    let room = app.create_room(9, "family", &["user_7"]).await;
+    let ok = app
+        .finished_task(&app.send_group(7, room, "hi fam").await)
+        .await;
+    assert_eq!(ok["state"], "SUCCESS");
+    assert_eq!(ok["result"]["room"]["name"], "family");
+
+    let refused = app
+        .finished_task(&app.send_group(4, room, "let me in").await)
+        .await;
+    assert_eq!(refused["state"], "FAILURE");
+    assert_eq!(refused["attempts"], 1, "domain failures are not retried");
+    assert_eq!(refused["error"]["kind"], "PermissionDenied");
+    assert_eq!(
+        refused["error"]["message"],
+        "User doesn't belong to chatroom"
+    );
+    assert_eq!(refused["result"], serde_json::Value::Null);
+    assert_eq!(app.count_messages("let me in").await, 0);
+}
+
+async fn invalid_sends_fail_without_retry(app: TestApp) {
+    let room = app.create_room(1, "r", &[]).await;
+    let cases = [
+        (
+            app.send_group(1, room, &"x".repeat(1025)).await,
+            "ValidationError",
+        ),
+        (app.send_group(1, room, "").await, "ValidationError"),
+        (app.send_group(1, 9999, "anyone?").await, "DoesNotExist"),
+        (app.send_direct(1, 9999, "hello?").await, "DoesNotExist"),
+        (app.send_direct(1, 1, "me, myself").await, "ValidationError"),
+    ];
+    for (task, kind) in cases {
+        let done = app.finished_task(&task).await;
+        assert_eq!(done["state"], "FAILURE", "{done}");
+        assert_eq!(done["error"]["kind"], kind, "{done}");
+        assert_eq!(done["attempts"], 1);
+    }
+    // Exactly 1024 characters is fine.
+    let done = app
+        .finished_task(&app.send_group(1, room, &"é".repeat(1024)).await)
+        .await;
+    assert_eq!(done["state"], "SUCCESS");
+}
+
+async fn sends_need_a_viewer(app: TestApp) {
+    let body = app
+        .graphql(
+            "mutation { sendDirectMessage(toUserId: 2, text: \"hi\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED");
+    let body = app
+        .graphql_as(
+            Some(1),
+            "mutation { sendGroupMessage(roomId: \"abc\", text: \"hi\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT");
+}
+
+/// Write a task the way `Jobs::submit` does, without dispatching it: what a
+/// process that crashed right after answering leaves behind.
+pub async fn orphan_task(db: &impl ConnectionTrait, job: Job) -> Uuid {
+    let id = Uuid::now_v7();
+    let envelope = Envelope {
+        v: PAYLOAD_VERSION,
+        task_id: id,
+        job,
+    };
+    let kind = envelope.job.kind();
+    tasks::create_with_id(db, id, kind, serde_json::to_value(&envelope).unwrap())
+        .await
+        .unwrap();
+    id
+}
+
+async fn unfinished_tasks_run_after_a_restart(app: TestApp) {
+    let room = app.create_room(5, "r", &["user_6"]).await;
+    let db = app.db.clone();
+    let (config, backend, dir) = app.stop().await; // the process stops...
+
+    // ...leaving one task never queued, and one a worker had started.
+    let queued = orphan_task(
+        &db,
+        Job::SendGroupMessage {
+            from: 6,
+            room_id: room,
+            text: "survived".into(),
+        },
+    )
+    .await;
+    let started = orphan_task(
+        &db,
+        Job::SendDirectMessage {
+            from: 5,
+            to: 6,
+            text: "half done".into(),
+        },
+    )
+    .await;
+    tasks::mark_dispatched(&db, &[started]).await.unwrap();
+    assert!(tasks::start(&db, started).await.unwrap());
+
+    let app = start(config, backend, dir).await;
+    for id in [queued, started] {
+        let done = app.finished_task(&id.to_string()).await;
+        assert_eq!(done["state"], "SUCCESS", "{done}");
+    }
+    assert_eq!(app.count_messages("survived").await, 1);
+    assert_eq!(app.count_messages("half done").await, 1);
+}
+
+async fn a_job_delivered_twice_stores_once(app: TestApp) {
+    let room = app.create_room(3, "r", &[]).await;
+    let id = orphan_task(
+        &app.db,
+        Job::SendGroupMessage {
+            from: 3,
+            room_id: room,
+            text: "only once".into(),
+        },
+    )
+    .await;
+    // Stop the outbox from picking it up on its own.
+    tasks::mark_dispatched(&app.db, &[id]).await.unwrap();
+    let envelope = Envelope::from_task(&tasks::get(&app.db, id).await.unwrap()).unwrap();
+    let ctx = JobContext {
+        db: app.db.clone(),
+        events: app.events.clone(),
+    };
+    // Two deliveries at once, then a late third one.
+    let (a, b) = tokio::join!(
+        execute(&ctx, &envelope, false),
+        execute(&ctx, &envelope, false)
+    );
+    for outcome in [a, b] {
+        assert!(
+            !matches!(outcome, chat_gateway::jobs::worker::Outcome::Retry(_)),
+            "{outcome:?}"
+        );
+    }
+    execute(&ctx, &envelope, false).await;
+    assert_eq!(app.count_messages("only once").await, 1);
+    let task = tasks::get(&app.db, id).await.unwrap();
+    assert_eq!(task.state.as_str(), "SUCCESS");
+    let message = tasks::result_message_id(&task).unwrap();
+    let stored = chat_gateway::domain::messages::stored_by_task(&app.db, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.id, message);
+}
+
+/// Make inserts into `messages` fail until [`heal`] is called.
+pub async fn break_message_inserts(db: &impl ConnectionTrait) {
+    let statements: &[&str] = match db.get_database_backend() {
+        DbBackend::Postgres => &[
+            "CREATE FUNCTION refuse_insert() RETURNS trigger AS $$ \
+             BEGIN RAISE EXCEPTION 'injected failure'; END; $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_insert BEFORE INSERT ON messages \
+             FOR EACH ROW EXECUTE FUNCTION refuse_insert()",
+        ],
+        _ => &["CREATE TRIGGER refuse_insert BEFORE INSERT ON messages \
+                BEGIN SELECT RAISE(ABORT, 'injected failure'); END"],
+    };
+    for sql in statements {
+        db.execute_unprepared(sql).await.unwrap();
+    }
+}
+
+pub async fn heal(db: &impl ConnectionTrait) {
+    let sql = match db.get_database_backend() {
+        DbBackend::Postgres => "DROP TRIGGER refuse_insert ON messages",
+        _ => "DROP TRIGGER refuse_insert",
+    };
+    db.execute_unprepared(sql).await.unwrap();
+}
+
+async fn infrastructure_failures_are_retried(app: TestApp) {
+    let room = app.create_room(2, "r", &[]).await;
+    break_message_inserts(&app.db).await;
+    let task = app.send_group(2, room, "eventually").await;
+    let id: Uuid = task.parse().unwrap();
+    // Wait until it has failed at least twice.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let row = tasks::get(&app.db, id).await.unwrap();
+        if row.attempts >= 2 {
+            assert!(!row.state.is_finished(), "still retrying: {row:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no retry happened");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    heal(&app.db).await;
+    let done = app.finished_task(&task).await;
+    assert_eq!(done["state"], "SUCCESS", "{done}");
+    assert!(done["attempts"].as_i64().unwrap() >= 3, "{done}");
+    assert_eq!(app.count_messages("eventually").await, 1);
+}
+
+async fn retries_give_up_after_the_last_attempt(app: TestApp) {
+    let room = app.create_room(2, "r", &[]).await;
+    break_message_inserts(&app.db).await;
+    let done = app
+        .finished_task(&app.send_group(2, room, "never").await)
+        .await;
+    assert_eq!(done["state"], "FAILURE");
+    assert_eq!(done["attempts"], 3);
+    assert_eq!(done["error"]["kind"], "InternalError");
+    let message = done["error"]["message"].as_str().unwrap();
+    assert!(!message.contains("injected"), "no internals: {message}");
+    heal(&app.db).await;
+}
+
+crate::scenarios!(
+    config = |c: &mut chat_gateway::config::Config| c.outbox_sweep_ms = 200;
+    direct_messages_share_one_room_both_ways,
+    group_sends_need_membership,
+    invalid_sends_fail_without_retry,
+    sends_need_a_viewer,
+    unfinished_tasks_run_after_a_restart,
+    a_job_delivered_twice_stores_once,
+    infrastructure_failures_are_retried,
+);
+
+mod few_attempts {
+    use super::*;
+
+    crate::scenarios!(
+        config = |c: &mut chat_gateway::config::Config| c.job_max_attempts = 3;
+        retries_give_up_after_the_last_attempt,
+    );
+}
