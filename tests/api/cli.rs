@@ -162,3 +162,16 @@ fn schema_file_matches_the_code() {
         "schema.graphql is out of date: run `cargo run -- schema > schema.graphql`"
     );
 }
+
+#[test]
+fn worker_needs_faktory() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+    let output = gateway(&["worker"], &[("DATABASE_URL", &url)]);
+    assert_clear_failure(&output, "FAKTORY_URL");
+    let output = gateway(
+        &["worker"],
+        &[("DATABASE_URL", &url), ("FAKTORY_URL", "http://nope")],
+    );
+    assert_clear_failure(&output, "FAKTORY_URL");
+}

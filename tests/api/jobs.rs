@@ -249,8 +249,51 @@ async fn retries_give_up_after_the_last_attempt(app: TestApp) {
     heal(&app.db).await;
 }
 
+async fn finished_tasks_are_purged_after_retention(app: TestApp) {
+    let room = app.create_room(1, "r", &[]).await;
+    let old = app.send_group(1, room, "old").await;
+    app.finished_task(&old).await;
+    let recent = app.send_group(1, room, "recent").await;
+    app.finished_task(&recent).await;
+    let pending = orphan_task(
+        &app.db,
+        Job::MarkSeen {
+            user_id: 1,
+            room_id: room,
+            up_to: None,
+        },
+    )
+    .await;
+    {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+        let long_ago = chat_gateway::domain::now() - chrono::Duration::days(30);
+        entity::task::Entity::update_many()
+            .col_expr(entity::task::Column::FinishedAt, Expr::value(long_ago))
+            .filter(entity::task::Column::Id.eq(old.parse::<Uuid>().unwrap()))
+            .exec(&app.db)
+            .await
+            .unwrap();
+    }
+    let purged = tasks::purge_finished(
+        &app.db,
+        chat_gateway::domain::now() - chrono::Duration::hours(24),
+    )
+    .await
+    .unwrap();
+    assert_eq!(purged, 1);
+    assert!(tasks::get(&app.db, old.parse().unwrap()).await.is_err());
+    assert!(tasks::get(&app.db, recent.parse().unwrap()).await.is_ok());
+    assert!(
+        tasks::get(&app.db, pending).await.is_ok(),
+        "unfinished tasks stay"
+    );
+    // The message outlives its task.
+    assert_eq!(app.count_messages("old").await, 1);
+}
+
 crate::scenarios!(
     config = |c: &mut chat_gateway::config::Config| c.outbox_sweep_ms = 200;
+    finished_tasks_are_purged_after_retention,
     direct_messages_share_one_room_both_ways,
     group_sends_need_membership,
     invalid_sends_fail_without_retry,

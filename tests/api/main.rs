@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod deploy;
 mod faktory;
 mod faktory_server;
 mod graphql_http;
