@@ -82,44 +82,162 @@ pub async fn stored_by_task(
         .await?)
 }
 
-/// Deliver a message to a group room on behalf of a send task: the room must
-/// exist and the sender must be a current member. A retried task returns the
-/// message its first attempt stored, whatever changed since.
-pub async fn deliver_to_room(
-    db: &DatabaseConnection,
-    task_id: Uuid,
-    from: i64,
-    room_id: i64,
-    text: &str,
-) -> AppResult<(message::Model, bool)> {
-    if let Some(message) = stored_by_task(db, task_id).await? {
-        return Ok((message, false));
-    }
-    validate_text(text)?;
-    rooms::get(db, room_id).await?;
-    if !rooms::is_member(db, room_id, from).await? {
-        return Err(AppError::Forbidden(
-            "User doesn't belong to chatroom".to_owned(),
-        ));
-    }
-    store(db, room_id, Some(from), text, Some(task_id)).await
+/// Who a send goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipient {
+    /// A room the sender must be a current member of.
+    Room(i64),
+    /// A user: the message goes to the pair's direct room, created on the
+    /// first message.
+    User(i64),
 }
 
-/// Deliver a direct message on behalf of a send task, creating the pair's
-/// direct room on the first message.
-pub async fn deliver_direct(
+/// One message to store on behalf of a send task.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub task_id: Uuid,
+    pub from: i64,
+    pub to: Recipient,
+    pub text: String,
+}
+
+/// Store many messages at once, in a fixed number of statements (plus one
+/// per direct room created). Each delivery gets its own outcome, in order:
+/// a domain error (unknown room or user, not a member, bad text) or the
+/// stored message. A delivery whose task already stored a message (a
+/// retried or duplicate job) gets that message back, whatever changed since.
+/// The outer error is an infrastructure failure of the whole batch.
+pub async fn deliver_many(
     db: &DatabaseConnection,
-    task_id: Uuid,
-    from: i64,
-    to: i64,
-    text: &str,
-) -> AppResult<(message::Model, bool)> {
-    if let Some(message) = stored_by_task(db, task_id).await? {
-        return Ok((message, false));
+    deliveries: &[Delivery],
+) -> AppResult<Vec<AppResult<message::Model>>> {
+    let task_ids: Vec<Uuid> = deliveries.iter().map(|d| d.task_id).collect();
+    let mut stored: HashMap<Uuid, message::Model> = stored_by_tasks(db, &task_ids).await?;
+
+    // Where each new message goes, or why it cannot.
+    let mut targets: Vec<Option<AppResult<i64>>> = deliveries
+        .iter()
+        .map(|d| {
+            if stored.contains_key(&d.task_id) {
+                None
+            } else {
+                Some(validate_text(&d.text).map(|_| 0))
+            }
+        })
+        .collect();
+
+    // Direct rooms: look all pairs up at once, create the missing ones.
+    let keys: Vec<String> = deliveries
+        .iter()
+        .zip(&targets)
+        .filter_map(|(d, t)| match (d.to, t) {
+            (Recipient::User(to), Some(Ok(_))) => Some(rooms::direct_key(d.from, to)),
+            _ => None,
+        })
+        .collect();
+    let mut direct: HashMap<String, i64> = rooms::direct_rooms_by_key(db, &keys).await?;
+    // Group rooms: which exist, and who is in them.
+    let room_ids: Vec<i64> = deliveries
+        .iter()
+        .filter_map(|d| match d.to {
+            Recipient::Room(room) => Some(room),
+            Recipient::User(_) => None,
+        })
+        .collect();
+    let senders: Vec<i64> = deliveries.iter().map(|d| d.from).collect();
+    let existing_rooms = rooms::existing(db, &room_ids).await?;
+    let memberships = rooms::current_pairs(db, &room_ids, &senders).await?;
+
+    for (delivery, target) in deliveries.iter().zip(targets.iter_mut()) {
+        let Some(Ok(_)) = target else { continue };
+        *target = Some(match delivery.to {
+            Recipient::Room(room) if !existing_rooms.contains(&room) => {
+                Err(AppError::NotFound("room"))
+            }
+            Recipient::Room(room) if !memberships.contains(&(room, delivery.from)) => Err(
+                AppError::Forbidden("User doesn't belong to chatroom".to_owned()),
+            ),
+            Recipient::Room(room) => Ok(room),
+            Recipient::User(to) => {
+                let key = rooms::direct_key(delivery.from, to);
+                match direct.get(&key) {
+                    Some(&room) => Ok(room),
+                    None => match rooms::find_or_create_direct(db, delivery.from, to).await {
+                        Ok(room) => {
+                            direct.insert(key, room.id);
+                            Ok(room.id)
+                        }
+                        Err(AppError::Internal(e)) => return Err(AppError::Internal(e)),
+                        Err(domain) => Err(domain),
+                    },
+                }
+            }
+        });
     }
-    validate_text(text)?;
-    let room = rooms::find_or_create_direct(db, from, to).await?;
-    store(db, room.id, Some(from), text, Some(task_id)).await
+
+    // One insert for every new message; a concurrent duplicate delivery
+    // that got there first wins (the task id is unique).
+    let sent_at = now();
+    let rows: Vec<message::ActiveModel> = deliveries
+        .iter()
+        .zip(&targets)
+        .filter_map(|(d, t)| match t {
+            Some(Ok(room)) => Some(message::ActiveModel {
+                room_id: Set(*room),
+                sender_id: Set(Some(d.from)),
+                text: Set(d.text.clone()),
+                sent_at: Set(sent_at),
+                task_id: Set(Some(d.task_id)),
+                ..Default::default()
+            }),
+            _ => None,
+        })
+        .collect();
+    if !rows.is_empty() {
+        let inserted: Vec<Uuid> = deliveries
+            .iter()
+            .zip(&targets)
+            .filter(|(_, t)| matches!(t, Some(Ok(_))))
+            .map(|(d, _)| d.task_id)
+            .collect();
+        message::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::column(message::Column::TaskId)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+        stored.extend(stored_by_tasks(db, &inserted).await?);
+    }
+
+    Ok(deliveries
+        .iter()
+        .zip(targets)
+        .map(|(d, target)| match target {
+            Some(Err(error)) => Err(error),
+            _ => stored.get(&d.task_id).cloned().ok_or_else(|| {
+                AppError::internal(anyhow::anyhow!("message of task {} vanished", d.task_id))
+            }),
+        })
+        .collect())
+}
+
+/// Messages stored by these tasks, by task id.
+async fn stored_by_tasks(
+    db: &impl ConnectionTrait,
+    task_ids: &[Uuid],
+) -> AppResult<HashMap<Uuid, message::Model>> {
+    if task_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(message::Entity::find()
+        .filter(message::Column::TaskId.is_in(task_ids.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|m| m.task_id.map(|t| (t, m)))
+        .collect())
 }
 
 pub async fn get(db: &impl ConnectionTrait, id: i64) -> AppResult<message::Model> {

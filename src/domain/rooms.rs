@@ -6,7 +6,7 @@
 //! `left_at`, re-joining starts a new row); when the last member leaves, the
 //! room is deleted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use entity::{membership, room, user};
 use sea_orm::{
@@ -281,6 +281,64 @@ pub async fn direct_room(
         .filter(room::Column::DirectKey.eq(direct_key(a, b)))
         .one(db)
         .await?)
+}
+
+/// Direct rooms by pair key, in one statement.
+pub async fn direct_rooms_by_key(
+    db: &impl ConnectionTrait,
+    keys: &[String],
+) -> AppResult<HashMap<String, i64>> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(i64, Option<String>)> = room::Entity::find()
+        .select_only()
+        .column(room::Column::Id)
+        .column(room::Column::DirectKey)
+        .filter(room::Column::DirectKey.is_in(keys.iter().cloned()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, key)| key.map(|k| (k, id)))
+        .collect())
+}
+
+/// Which of the rooms exist.
+pub async fn existing(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<HashSet<i64>> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let found: Vec<i64> = room::Entity::find()
+        .select_only()
+        .column(room::Column::Id)
+        .filter(room::Column::Id.is_in(ids.iter().copied()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(found.into_iter().collect())
+}
+
+/// The current (room, user) memberships among the given rooms and users.
+pub async fn current_pairs(
+    db: &impl ConnectionTrait,
+    room_ids: &[i64],
+    user_ids: &[i64],
+) -> AppResult<HashSet<(i64, i64)>> {
+    if room_ids.is_empty() || user_ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let pairs: Vec<(i64, i64)> = current_memberships()
+        .select_only()
+        .column(membership::Column::RoomId)
+        .column(membership::Column::UserId)
+        .filter(membership::Column::RoomId.is_in(room_ids.iter().copied()))
+        .filter(membership::Column::UserId.is_in(user_ids.iter().copied()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(pairs.into_iter().collect())
 }
 
 /// The direct room of two users, created with both as members if it does not

@@ -11,7 +11,7 @@ use entity::task::{self, TaskState};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, ExprTrait},
+    sea_query::{CaseStatement, Expr, ExprTrait},
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -33,8 +33,27 @@ pub async fn create_with_id(
     kind: &str,
     args: Value,
 ) -> AppResult<task::Model> {
+    let row = pending(id, kind, args);
+    create_many(db, vec![row.clone()]).await?;
+    Ok(row)
+}
+
+/// Write new PENDING tasks in one statement (a group commit of concurrent
+/// sends).
+pub async fn create_many(db: &impl ConnectionTrait, rows: Vec<task::Model>) -> AppResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    task::Entity::insert_many(rows.into_iter().map(task::ActiveModel::from))
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// A new PENDING task row, not yet written.
+pub fn pending(id: Uuid, kind: &str, args: Value) -> task::Model {
     let at = now();
-    let row = task::Model {
+    task::Model {
         id,
         kind: kind.to_owned(),
         args,
@@ -46,11 +65,59 @@ pub async fn create_with_id(
         created_at: at,
         updated_at: at,
         finished_at: None,
-    };
-    task::Entity::insert(task::ActiveModel::from(row.clone()))
-        .exec_without_returning(db)
+    }
+}
+
+/// Move the unfinished ones among `ids` to STARTED, counting the attempt;
+/// returns them. Finished (duplicate deliveries) and unknown ids are left out.
+pub async fn start_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<Vec<Uuid>> {
+    let runnable: Vec<Uuid> = task::Entity::find()
+        .select_only()
+        .column(task::Column::Id)
+        .filter(task::Column::Id.is_in(ids.iter().copied()))
+        .filter(task::Column::State.is_in([TaskState::Pending, TaskState::Started]))
+        .into_tuple()
+        .all(db)
         .await?;
-    Ok(row)
+    if runnable.is_empty() {
+        return Ok(runnable);
+    }
+    task::Entity::update_many()
+        .col_expr(task::Column::State, Expr::value(TaskState::Started))
+        .col_expr(
+            task::Column::Attempts,
+            Expr::col(task::Column::Attempts).add(1),
+        )
+        .col_expr(task::Column::UpdatedAt, Expr::value(now()))
+        .filter(task::Column::Id.is_in(runnable.iter().copied()))
+        .exec(db)
+        .await?;
+    Ok(runnable)
+}
+
+/// Record many successes at once, each with its own result.
+pub async fn succeed_many(db: &impl ConnectionTrait, results: &[(Uuid, Value)]) -> AppResult<()> {
+    let Some((first_id, first_result)) = results.first() else {
+        return Ok(());
+    };
+    let mut result = CaseStatement::new().case(
+        task::Column::Id.eq(*first_id),
+        Expr::value(first_result.clone()),
+    );
+    for (id, value) in &results[1..] {
+        result = result.case(task::Column::Id.eq(*id), Expr::value(value.clone()));
+    }
+    let at = now();
+    task::Entity::update_many()
+        .col_expr(task::Column::State, Expr::value(TaskState::Success))
+        .col_expr(task::Column::Result, result.into())
+        .col_expr(task::Column::UpdatedAt, Expr::value(at))
+        .col_expr(task::Column::FinishedAt, Expr::value(at))
+        .filter(task::Column::Id.is_in(results.iter().map(|(id, _)| *id)))
+        .filter(task::Column::State.is_in([TaskState::Pending, TaskState::Started]))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Record that tasks were handed to the job queue.
@@ -100,18 +167,7 @@ pub async fn requeue_unfinished(db: &impl ConnectionTrait) -> AppResult<u64> {
 /// Move a task to STARTED and count the attempt. False when the task is
 /// already finished (a duplicate delivery) or unknown: nothing to do.
 pub async fn start(db: &impl ConnectionTrait, id: Uuid) -> AppResult<bool> {
-    let result = task::Entity::update_many()
-        .col_expr(task::Column::State, Expr::value(TaskState::Started))
-        .col_expr(
-            task::Column::Attempts,
-            Expr::col(task::Column::Attempts).add(1),
-        )
-        .col_expr(task::Column::UpdatedAt, Expr::value(now()))
-        .filter(task::Column::Id.eq(id))
-        .filter(task::Column::State.is_in([TaskState::Pending, TaskState::Started]))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected > 0)
+    Ok(!start_many(db, &[id]).await?.is_empty())
 }
 
 async fn finish(
@@ -136,27 +192,6 @@ async fn finish(
         .exec(db)
         .await?;
     Ok(())
-}
-
-/// A send stored its message.
-pub async fn succeed_with_message(
-    db: &impl ConnectionTrait,
-    id: Uuid,
-    message_id: i64,
-) -> AppResult<()> {
-    finish(
-        db,
-        id,
-        TaskState::Success,
-        Some(json!({"message_id": message_id})),
-        None,
-    )
-    .await
-}
-
-/// A task that needs no result succeeded.
-pub async fn succeed(db: &impl ConnectionTrait, id: Uuid, result: Value) -> AppResult<()> {
-    finish(db, id, TaskState::Success, Some(result), None).await
 }
 
 /// The failure kind legacy clients see for a domain error.

@@ -8,7 +8,6 @@
 use std::{
     io,
     pin::Pin,
-    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -23,7 +22,7 @@ use tokio::{
 use super::{
     Envelope, Job,
     queue::JobQueue,
-    worker::{JobContext, Outcome, execute},
+    worker::{Batcher, JobContext, Outcome},
 };
 
 /// Where and how to reach Faktory.
@@ -310,11 +309,7 @@ fn attempt_of(job: &FaktoryJob) -> u32 {
 #[error("{0}")]
 pub struct RetryLater(String);
 
-async fn handle(
-    ctx: Arc<JobContext>,
-    max_attempts: u32,
-    job: FaktoryJob,
-) -> Result<(), RetryLater> {
+async fn handle(batcher: Batcher, max_attempts: u32, job: FaktoryJob) -> Result<(), RetryLater> {
     let Some(payload) = job.args().first() else {
         tracing::error!(jid = ?job.id(), "job without arguments dropped");
         return Ok(());
@@ -327,7 +322,7 @@ async fn handle(
         }
     };
     let last = attempt_of(&job) >= max_attempts;
-    match execute(&ctx, &envelope, last).await {
+    match batcher.run(envelope, last).await {
         Outcome::Done | Outcome::Failed => Ok(()),
         Outcome::Retry(reason) => Err(RetryLater(reason)),
     }
@@ -343,7 +338,8 @@ pub async fn run_worker(
     shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) -> Result<(), FaktoryError> {
-    let ctx = Arc::new(ctx);
+    // Concurrent handlers hand their jobs to shared batch runners.
+    let batcher = Batcher::start(ctx, 2);
     let mut failures: u32 = 0;
     loop {
         if *shutdown.borrow() {
@@ -355,9 +351,9 @@ pub async fn run_worker(
             .workers(concurrency.max(1))
             .shutdown_timeout(grace);
         for kind in Job::KINDS {
-            let ctx = ctx.clone();
+            let batcher = batcher.clone();
             let max = config.max_attempts;
-            builder = builder.register_fn(kind, move |job| handle(ctx.clone(), max, job));
+            builder = builder.register_fn(kind, move |job| handle(batcher.clone(), max, job));
         }
         let mut stop = shutdown.clone();
         builder = builder.with_graceful_shutdown(async move {

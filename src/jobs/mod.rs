@@ -20,7 +20,7 @@ pub mod worker;
 use entity::task;
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::{
@@ -91,53 +91,108 @@ impl Envelope {
     }
 }
 
+/// A task waiting to be written, and who waits for it.
+struct Submission {
+    row: task::Model,
+    envelope: Envelope,
+    written: oneshot::Sender<Result<(), String>>,
+}
+
+/// Most tasks written in one statement.
+const WRITE_BATCH: usize = 256;
+
 /// Submits jobs: the handle the APIs use.
+///
+/// Concurrent submissions are written together (a group commit): a writer
+/// takes every submission waiting and inserts them in one statement, and
+/// each send answers once its row is committed.
 #[derive(Clone)]
 pub struct Jobs {
-    db: DatabaseConnection,
     events: std::sync::Arc<dyn EventBus>,
-    handoff: mpsc::Sender<Envelope>,
+    writer: mpsc::Sender<Submission>,
 }
 
 impl Jobs {
+    /// Start the task writers; written tasks go to `handoff` (the dispatcher).
     pub fn new(
         db: DatabaseConnection,
         events: std::sync::Arc<dyn EventBus>,
         handoff: mpsc::Sender<Envelope>,
     ) -> Self {
-        Jobs {
-            db,
-            events,
-            handoff,
+        let (writer, submissions) = mpsc::channel::<Submission>(WRITE_BATCH * 8);
+        let submissions = std::sync::Arc::new(tokio::sync::Mutex::new(submissions));
+        // Two writers, so one batch is written while the next gathers.
+        for _ in 0..2 {
+            let db = db.clone();
+            let handoff = handoff.clone();
+            let submissions = submissions.clone();
+            tokio::spawn(async move {
+                loop {
+                    let batch = {
+                        let mut submissions = submissions.lock().await;
+                        let Some(first) = submissions.recv().await else {
+                            break;
+                        };
+                        let mut batch = vec![first];
+                        while batch.len() < WRITE_BATCH {
+                            match submissions.try_recv() {
+                                Ok(next) => batch.push(next),
+                                Err(_) => break,
+                            }
+                        }
+                        batch
+                    };
+                    let rows = batch.iter().map(|s| s.row.clone()).collect();
+                    let written = tasks::create_many(&db, rows).await;
+                    for submission in batch {
+                        let answer = match &written {
+                            Ok(()) => {
+                                // A full hand-off only delays the job: the
+                                // dispatcher's sweep finds the task.
+                                let _ = handoff.try_send(submission.envelope);
+                                Ok(())
+                            }
+                            Err(e) => Err(e.to_string()),
+                        };
+                        let _ = submission.written.send(answer);
+                    }
+                }
+            });
         }
+        Jobs { events, writer }
     }
 
     /// Record a job as a PENDING task and hand it to the dispatcher. Once
     /// this returns, the job will run, whatever process dies.
     #[tracing::instrument(skip(self, job), fields(kind = job.kind()))]
     pub async fn submit(&self, job: Job) -> AppResult<task::Model> {
-        let kind = job.kind();
-        let mut envelope = Envelope {
+        let id = Uuid::now_v7();
+        let envelope = Envelope {
             v: PAYLOAD_VERSION,
-            task_id: Uuid::nil(),
+            task_id: id,
             job,
         };
-        let task = {
-            let id = Uuid::now_v7();
-            envelope.task_id = id;
-            let args = serde_json::to_value(&envelope).map_err(AppError::internal)?;
-            tasks::create_with_id(&self.db, id, kind, args).await?
-        };
+        let args = serde_json::to_value(&envelope).map_err(AppError::internal)?;
+        let row = tasks::pending(id, envelope.job.kind(), args);
+        let (written, answer) = oneshot::channel();
+        let stopped = || AppError::internal(anyhow::anyhow!("the task writer has stopped"));
+        self.writer
+            .send(Submission {
+                row: row.clone(),
+                envelope,
+                written,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer
+            .await
+            .map_err(|_| stopped())?
+            .map_err(|e| AppError::internal(anyhow::anyhow!("writing the task failed: {e}")))?;
         self.events.publish(Event::TaskUpdated {
-            task_id: task.id,
-            state: task.state.as_str().to_owned(),
+            task_id: row.id,
+            state: row.state.as_str().to_owned(),
         });
-        // A full hand-off channel only delays the job: the task is in the
-        // database and the dispatcher's sweep will find it.
-        if self.handoff.try_send(envelope).is_err() {
-            tracing::debug!(task_id = %task.id, "dispatcher busy; the sweep will push the task");
-        }
-        Ok(task)
+        Ok(row)
     }
 }
 

@@ -5,19 +5,27 @@
 //! text) end the task in FAILURE and are not retried; infrastructure failures
 //! (database down) ask for a retry, until the attempts run out.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use entity::task::TaskState;
+use entity::{message, task::TaskState};
 use sea_orm::DatabaseConnection;
-use tokio::{sync::watch, task::JoinSet};
+use serde_json::json;
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinSet,
+};
+use uuid::Uuid;
 
 use super::{
     Envelope, Job,
     queue::{InProcessQueue, InProcessReceiver},
 };
 use crate::{
-    domain::{messages, tasks},
-    error::AppError,
+    domain::{
+        messages::{self, Delivery, Recipient},
+        tasks,
+    },
+    error::{AppError, AppResult},
     events::{Event, EventBus},
 };
 
@@ -48,84 +56,156 @@ impl JobContext {
     }
 }
 
+/// Most jobs run together in one batch.
+pub const BATCH: usize = 128;
+
 /// Run one delivery of a job. `last_attempt` says whether a retry would
 /// still follow an infrastructure failure.
-#[tracing::instrument(skip_all, fields(task_id = %envelope.task_id, kind = envelope.job.kind()))]
 pub async fn execute(ctx: &JobContext, envelope: &Envelope, last_attempt: bool) -> Outcome {
+    execute_batch(ctx, &[(envelope.clone(), last_attempt)])
+        .await
+        .pop()
+        .unwrap_or(Outcome::Retry("no outcome".to_owned()))
+}
+
+/// Run many job deliveries together, in a fixed number of statements for
+/// the whole batch: one outcome per job, in order.
+#[tracing::instrument(skip_all, fields(jobs = jobs.len()))]
+pub async fn execute_batch(ctx: &JobContext, jobs: &[(Envelope, bool)]) -> Vec<Outcome> {
     let db = &ctx.db;
-    let task_id = envelope.task_id;
-    match tasks::start(db, task_id).await {
-        Ok(true) => ctx.task_updated(task_id, TaskState::Started),
-        // Finished already (a duplicate delivery) or purged: nothing to do.
-        Ok(false) => return Outcome::Done,
-        Err(e) => return Outcome::Retry(e.to_string()),
+    let ids: Vec<Uuid> = jobs.iter().map(|(e, _)| e.task_id).collect();
+    let runnable: HashSet<Uuid> = match tasks::start_many(db, &ids).await {
+        Ok(started) => started.into_iter().collect(),
+        Err(e) => return jobs.iter().map(|_| Outcome::Retry(e.to_string())).collect(),
+    };
+    for id in &runnable {
+        ctx.task_updated(*id, TaskState::Started);
     }
 
-    let result = match &envelope.job {
-        Job::SendDirectMessage { from, to, text } => {
-            messages::deliver_direct(db, task_id, *from, *to, text)
-                .await
-                .map(Some)
+    // What each runnable job came to, before recording it.
+    let mut results: Vec<Option<AppResult<Option<message::Model>>>> =
+        std::iter::repeat_with(|| None).take(jobs.len()).collect();
+    let mut deliveries = Vec::new();
+    let mut delivery_slots = Vec::new();
+    for (slot, (envelope, _)) in jobs.iter().enumerate() {
+        if !runnable.contains(&envelope.task_id) {
+            continue; // finished already (a duplicate delivery) or purged
         }
-        Job::SendGroupMessage {
-            from,
-            room_id,
-            text,
-        } => messages::deliver_to_room(db, task_id, *from, *room_id, text)
-            .await
-            .map(Some),
-        Job::MarkSeen {
-            user_id,
-            room_id,
-            up_to,
-        } => messages::mark_seen(db, *room_id, *user_id, *up_to)
-            .await
-            .map(|_| None),
-    };
-
-    match result {
-        Ok(stored) => {
-            let recorded = match &stored {
-                Some((message, _)) => tasks::succeed_with_message(db, task_id, message.id).await,
-                None => tasks::succeed(db, task_id, serde_json::json!({})).await,
-            };
-            if let Err(e) = recorded {
-                // The work is done (idempotently); the next delivery will
-                // find it and record the success.
-                return Outcome::Retry(e.to_string());
-            }
-            if let Some((message, _)) = stored {
-                ctx.events.publish(Event::MessageStored {
-                    message_id: message.id,
-                    room_id: message.room_id,
-                    sender_id: message.sender_id,
+        let task_id = envelope.task_id;
+        match &envelope.job {
+            Job::SendDirectMessage { from, to, text } => {
+                delivery_slots.push(slot);
+                deliveries.push(Delivery {
+                    task_id,
+                    from: *from,
+                    to: Recipient::User(*to),
+                    text: text.clone(),
                 });
             }
-            ctx.task_updated(task_id, TaskState::Success);
-            Outcome::Done
-        }
-        Err(AppError::Internal(source)) if !last_attempt => {
-            tracing::warn!(error = ?source, "job failed; it will be retried");
-            let _ = tasks::release_for_retry(db, task_id).await;
-            Outcome::Retry(source.to_string())
-        }
-        Err(error) => {
-            let kind = tasks::failure_kind(&error);
-            let message = match &error {
-                AppError::Internal(source) => {
-                    tracing::error!(error = ?source, "job failed on its last attempt");
-                    "The task failed repeatedly and was abandoned".to_owned()
-                }
-                other => other.to_string(),
-            };
-            if let Err(e) = tasks::fail(db, task_id, kind, &message).await {
-                return Outcome::Retry(e.to_string());
+            Job::SendGroupMessage {
+                from,
+                room_id,
+                text,
+            } => {
+                delivery_slots.push(slot);
+                deliveries.push(Delivery {
+                    task_id,
+                    from: *from,
+                    to: Recipient::Room(*room_id),
+                    text: text.clone(),
+                });
             }
-            tracing::info!(kind, %message, "task failed");
-            ctx.task_updated(task_id, TaskState::Failure);
-            Outcome::Failed
+            Job::MarkSeen {
+                user_id,
+                room_id,
+                up_to,
+            } => {
+                results[slot] = Some(
+                    messages::mark_seen(db, *room_id, *user_id, *up_to)
+                        .await
+                        .map(|_| None),
+                );
+            }
         }
     }
+    if !deliveries.is_empty() {
+        match messages::deliver_many(db, &deliveries).await {
+            Ok(outcomes) => {
+                for (slot, outcome) in delivery_slots.into_iter().zip(outcomes) {
+                    results[slot] = Some(outcome.map(Some));
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                for slot in delivery_slots {
+                    results[slot] = Some(Err(AppError::internal(anyhow::anyhow!("{reason}"))));
+                }
+            }
+        }
+    }
+
+    // Record successes in one statement; failures and retries one by one
+    // (they are rare).
+    let successes: Vec<(Uuid, serde_json::Value)> = jobs
+        .iter()
+        .zip(&results)
+        .filter_map(|((envelope, _), result)| match result {
+            Some(Ok(Some(message))) => Some((envelope.task_id, json!({"message_id": message.id}))),
+            Some(Ok(None)) => Some((envelope.task_id, json!({}))),
+            _ => None,
+        })
+        .collect();
+    let recorded = tasks::succeed_many(db, &successes).await;
+
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for ((envelope, last_attempt), result) in jobs.iter().zip(results) {
+        let task_id = envelope.task_id;
+        let outcome = match result {
+            None => Outcome::Done,
+            Some(Ok(stored)) => match &recorded {
+                // The work is done (idempotently); the next delivery will
+                // find it and record the success.
+                Err(e) => Outcome::Retry(e.to_string()),
+                Ok(()) => {
+                    if let Some(message) = stored {
+                        ctx.events.publish(Event::MessageStored {
+                            message_id: message.id,
+                            room_id: message.room_id,
+                            sender_id: message.sender_id,
+                        });
+                    }
+                    ctx.task_updated(task_id, TaskState::Success);
+                    Outcome::Done
+                }
+            },
+            Some(Err(AppError::Internal(source))) if !last_attempt => {
+                tracing::warn!(%task_id, error = ?source, "job failed; it will be retried");
+                let _ = tasks::release_for_retry(db, task_id).await;
+                Outcome::Retry(source.to_string())
+            }
+            Some(Err(error)) => fail(ctx, task_id, error).await,
+        };
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+/// End a task in FAILURE.
+async fn fail(ctx: &JobContext, task_id: Uuid, error: AppError) -> Outcome {
+    let kind = tasks::failure_kind(&error);
+    let message = match &error {
+        AppError::Internal(source) => {
+            tracing::error!(%task_id, error = ?source, "job failed on its last attempt");
+            "The task failed repeatedly and was abandoned".to_owned()
+        }
+        other => other.to_string(),
+    };
+    if let Err(e) = tasks::fail(&ctx.db, task_id, kind, &message).await {
+        return Outcome::Retry(e.to_string());
+    }
+    tracing::info!(%task_id, kind, %message, "task failed");
+    ctx.task_updated(task_id, TaskState::Failure);
+    Outcome::Failed
 }
 
 /// Delay before retry number `attempt` (1-based): 0.1 s, 0.2 s, 0.4 s ... 30 s.
@@ -156,30 +236,107 @@ impl WorkerPool {
             let max_attempts = self.max_attempts.max(1);
             pool.spawn(async move {
                 loop {
-                    let next = {
+                    let batch = {
                         let mut receiver = receiver.lock().await;
-                        tokio::select! {
+                        let first = tokio::select! {
                             biased;
                             _ = crate::shutdown::requested(&mut shutdown) => None,
                             job = receiver.recv() => job,
+                        };
+                        let Some(first) = first else { break };
+                        let mut batch = vec![first];
+                        while batch.len() < BATCH {
+                            match receiver.try_recv() {
+                                Ok(next) => batch.push(next),
+                                Err(_) => break,
+                            }
                         }
+                        batch
                     };
-                    let Some((envelope, attempt)) = next else { break };
-                    let last = attempt >= max_attempts;
-                    if let Outcome::Retry(reason) = execute(&ctx, &envelope, last).await {
-                        let delay = backoff(attempt);
-                        tracing::debug!(task_id = %envelope.task_id, ?delay, %reason, "retrying job");
-                        let queue = queue.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(delay).await;
-                            let _ = queue.requeue(envelope, attempt + 1).await;
-                        });
+                    let jobs: Vec<(Envelope, bool)> = batch
+                        .iter()
+                        .map(|(envelope, attempt)| (envelope.clone(), *attempt >= max_attempts))
+                        .collect();
+                    let outcomes = execute_batch(&ctx, &jobs).await;
+                    for ((envelope, attempt), outcome) in batch.into_iter().zip(outcomes) {
+                        if let Outcome::Retry(reason) = outcome {
+                            let delay = backoff(attempt);
+                            tracing::debug!(task_id = %envelope.task_id, ?delay, %reason, "retrying job");
+                            let queue = queue.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(delay).await;
+                                let _ = queue.requeue(envelope, attempt + 1).await;
+                            });
+                        }
                     }
                 }
             });
         }
         while pool.join_next().await.is_some() {}
         tracing::debug!("worker pool stopped");
+    }
+}
+
+/// Gathers jobs from concurrent callers (Faktory handlers, one job each)
+/// into batches for [`execute_batch`].
+#[derive(Clone)]
+pub struct Batcher {
+    sender: mpsc::Sender<(Envelope, bool, oneshot::Sender<Outcome>)>,
+}
+
+impl Batcher {
+    /// Start `runners` batch loops.
+    pub fn start(ctx: JobContext, runners: usize) -> Self {
+        let (sender, receiver) =
+            mpsc::channel::<(Envelope, bool, oneshot::Sender<Outcome>)>(BATCH * 4);
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        for _ in 0..runners.max(1) {
+            let ctx = ctx.clone();
+            let receiver = receiver.clone();
+            tokio::spawn(async move {
+                loop {
+                    let batch = {
+                        let mut receiver = receiver.lock().await;
+                        let Some(first) = receiver.recv().await else {
+                            break;
+                        };
+                        let mut batch = vec![first];
+                        while batch.len() < BATCH {
+                            match receiver.try_recv() {
+                                Ok(next) => batch.push(next),
+                                Err(_) => break,
+                            }
+                        }
+                        batch
+                    };
+                    let jobs: Vec<(Envelope, bool)> = batch
+                        .iter()
+                        .map(|(e, last, _)| (e.clone(), *last))
+                        .collect();
+                    let outcomes = execute_batch(&ctx, &jobs).await;
+                    for ((_, _, reply), outcome) in batch.into_iter().zip(outcomes) {
+                        let _ = reply.send(outcome);
+                    }
+                }
+            });
+        }
+        Batcher { sender }
+    }
+
+    /// Run one job as part of the next batch.
+    pub async fn run(&self, envelope: Envelope, last_attempt: bool) -> Outcome {
+        let (reply, outcome) = oneshot::channel();
+        if self
+            .sender
+            .send((envelope, last_attempt, reply))
+            .await
+            .is_err()
+        {
+            return Outcome::Retry("the job runner has stopped".to_owned());
+        }
+        outcome
+            .await
+            .unwrap_or_else(|_| Outcome::Retry("the job runner has stopped".to_owned()))
     }
 }
 
