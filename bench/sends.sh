@@ -32,8 +32,8 @@ run_backend() {
     psql "$PG_URL" -qc "CREATE DATABASE chat_bench" >/dev/null
     url="${PG_URL%/*}/chat_bench"
   fi
-  DATABASE_URL="$url" BIND_ADDR="127.0.0.1:$PORT" RUST_LOG=warn DB_MAX_CONNECTIONS=32 \
-    JOB_WORKERS="${JOB_WORKERS:-16}" "$BIN" serve >"$WORK/$backend.log" 2>&1 &
+  DATABASE_URL="$url" BIND_ADDR="127.0.0.1:$PORT" RUST_LOG=warn DB_MAX_CONNECTIONS="${DB_MAX_CONNECTIONS:-8}" \
+    JOB_WORKERS="${JOB_WORKERS:-4}" "$BIN" serve >"$WORK/$backend.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 100); do curl -fs "127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
 

@@ -25,6 +25,7 @@ use crate::{
     events::{EventBus, LocalBus},
     graphql::{self, ChatSchema},
     http,
+    identity::KnownUsers,
     jobs::{
         Jobs,
         dispatcher::Dispatcher,
@@ -45,6 +46,7 @@ pub struct AppState {
     pub jobs: Jobs,
     pub queue: Arc<dyn JobQueue>,
     pub events: Arc<dyn EventBus>,
+    pub known_users: Arc<KnownUsers>,
 }
 
 /// A start-up failure, worded for an operator: one line naming the setting.
@@ -181,7 +183,8 @@ impl Application {
             sweep_every: config.outbox_sweep(),
         };
 
-        let schema = graphql::build(&config, db.clone(), jobs.clone());
+        let known_users = Arc::new(KnownUsers::new(std::time::Duration::from_secs(5)));
+        let schema = graphql::build(&config, db.clone(), jobs.clone(), known_users.clone());
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|e| StartupError::Bind {
@@ -197,6 +200,7 @@ impl Application {
             jobs,
             queue,
             events,
+            known_users,
         };
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,

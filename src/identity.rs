@@ -5,6 +5,12 @@
 //! While legacy identity is on, a bare user id (`?user_id=N`, `X-User-Id: N`)
 //! names the viewer, as the old service allowed.
 
+use std::{
+    collections::HashMap,
+    sync::RwLock,
+    time::{Duration, Instant},
+};
+
 use sea_orm::ConnectionTrait;
 
 use crate::{
@@ -23,6 +29,63 @@ pub enum Identity {
     LegacyUserId(i64),
     /// The caller tried to identify but the value is unusable; the reason says why.
     Invalid(String),
+}
+
+/// Remembers for a few seconds which user ids exist, so that a legacy id
+/// does not cost a query on every request. Deleting a user forgets it here
+/// at once; other instances notice within the time to live, and a send
+/// accepted in that window fails in its task (the user no longer exists).
+pub struct KnownUsers {
+    ttl: Duration,
+    seen: RwLock<HashMap<i64, Instant>>,
+}
+
+/// Entries kept at most; the map is cleared when it is full.
+const KNOWN_USERS_MAX: usize = 100_000;
+
+impl KnownUsers {
+    pub fn new(ttl: Duration) -> Self {
+        KnownUsers {
+            ttl,
+            seen: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn recently_seen(&self, id: i64) -> bool {
+        self.seen
+            .read()
+            .ok()
+            .and_then(|seen| seen.get(&id).copied())
+            .is_some_and(|at| at.elapsed() < self.ttl)
+    }
+
+    fn remember(&self, id: i64) {
+        if let Ok(mut seen) = self.seen.write() {
+            if seen.len() >= KNOWN_USERS_MAX {
+                seen.clear();
+            }
+            seen.insert(id, Instant::now());
+        }
+    }
+
+    /// Forget a user (they were deleted).
+    pub fn forget(&self, id: i64) {
+        if let Ok(mut seen) = self.seen.write() {
+            seen.remove(&id);
+        }
+    }
+
+    /// Does the user exist?
+    pub async fn exists(&self, db: &impl ConnectionTrait, id: i64) -> AppResult<bool> {
+        if self.recently_seen(id) {
+            return Ok(true);
+        }
+        let exists = users::exists(db, id).await?;
+        if exists {
+            self.remember(id);
+        }
+        Ok(exists)
+    }
 }
 
 /// Parse a legacy user id: a positive integer.
@@ -78,7 +141,7 @@ impl Identity {
     }
 
     /// The viewer's user id, checked to exist.
-    pub async fn require(&self, db: &impl ConnectionTrait) -> AppResult<i64> {
+    pub async fn require(&self, db: &impl ConnectionTrait, known: &KnownUsers) -> AppResult<i64> {
         match self {
             Identity::Anonymous => Err(AppError::Unauthenticated(
                 "This operation needs a signed-in user".to_owned(),
@@ -88,7 +151,7 @@ impl Identity {
                 AppError::Unauthenticated("The token is invalid or has expired".to_owned())
             }),
             Identity::LegacyUserId(id) => {
-                if users::exists(db, *id).await? {
+                if known.exists(db, *id).await? {
                     Ok(*id)
                 } else {
                     Err(AppError::Unauthenticated(format!("No user with id {id}")))

@@ -20,7 +20,14 @@ use async_graphql::{
 use sea_orm::DatabaseConnection;
 use tokio::sync::OnceCell;
 
-use crate::{config::Config, error::AppResult, identity::Identity, jobs::Jobs};
+use std::sync::Arc;
+
+use crate::{
+    config::Config,
+    error::AppResult,
+    identity::{Identity, KnownUsers},
+    jobs::Jobs,
+};
 
 use async_graphql::dataloader::Loader;
 pub use connection::TotalCount;
@@ -56,10 +63,16 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
 }
 
 /// The executable schema, with its limits and services.
-pub fn build(config: &Config, db: DatabaseConnection, jobs: Jobs) -> ChatSchema {
+pub fn build(
+    config: &Config,
+    db: DatabaseConnection,
+    jobs: Jobs,
+    known_users: Arc<KnownUsers>,
+) -> ChatSchema {
     let mut builder = builder()
         .data(db)
         .data(jobs)
+        .data(known_users)
         .data(Limits {
             max_page_size: config.max_page_size.max(1),
             token_ttl: config.token_ttl(),
@@ -117,6 +130,7 @@ pub(crate) trait ContextExt {
     fn limits(&self) -> &Limits;
     fn loaders(&self) -> &Loaders;
     fn jobs(&self) -> &Jobs;
+    fn known_users(&self) -> &KnownUsers;
     fn viewer(&self) -> Option<&Viewer>;
     /// The viewer's user id; `UNAUTHENTICATED` when there is none.
     async fn viewer_id(&self) -> AppResult<i64>;
@@ -142,17 +156,23 @@ impl ContextExt for Context<'_> {
         self.data_unchecked::<Jobs>()
     }
 
+    fn known_users(&self) -> &KnownUsers {
+        self.data_unchecked::<Arc<KnownUsers>>()
+    }
+
     fn viewer(&self) -> Option<&Viewer> {
         self.data_opt::<Viewer>()
     }
 
     async fn viewer_id(&self) -> AppResult<i64> {
         let Some(viewer) = self.viewer() else {
-            return Identity::Anonymous.require(self.db()).await;
+            return Identity::Anonymous
+                .require(self.db(), self.known_users())
+                .await;
         };
         viewer
             .resolved
-            .get_or_try_init(|| viewer.identity.require(self.db()))
+            .get_or_try_init(|| viewer.identity.require(self.db(), self.known_users()))
             .await
             .copied()
     }

@@ -297,6 +297,7 @@ impl UserMutation {
         let user_id = parse_id("id", &id).extend()?;
         require_self(ctx, user_id).await.extend()?;
         users::delete(ctx.db(), user_id).await.extend()?;
+        ctx.known_users().forget(user_id);
         Ok(id)
     }
 }
