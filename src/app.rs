@@ -26,6 +26,8 @@ use crate::{
     graphql::{self, ChatSchema},
     http,
     identity::KnownUsers,
+    accounts::Accounts,
+    cache::UserListCache,
     jobs::{
         Jobs,
         dispatcher::Dispatcher,
@@ -46,7 +48,7 @@ pub struct AppState {
     pub jobs: Jobs,
     pub queue: Arc<dyn JobQueue>,
     pub events: Arc<dyn EventBus>,
-    pub known_users: Arc<KnownUsers>,
+    pub accounts: Accounts,
 }
 
 /// A start-up failure, worded for an operator: one line naming the setting.
@@ -67,17 +69,20 @@ pub enum StartupError {
 }
 
 /// Open the database, apply migrations and make sure seeded users exist.
+/// Returns the connection, its statement counter and how many users were seeded.
 pub async fn prepare_database(
     config: &Config,
-) -> Result<(DatabaseConnection, Arc<StatementCounter>), StartupError> {
+) -> Result<(DatabaseConnection, Arc<StatementCounter>, usize), StartupError> {
     let (db, statements) = db::connect(config).await?;
     db::migrate(&db, config).await?;
-    if config.seed_users > 0 {
+    let seeded = if config.seed_users > 0 {
         users::seed(&db, config.seed_users)
             .await
-            .map_err(|e| StartupError::Seed(reason(e)))?;
-    }
-    Ok((db, statements))
+            .map_err(|e| StartupError::Seed(reason(e)))?
+    } else {
+        0
+    };
+    Ok((db, statements, seeded))
 }
 
 fn reason(error: AppError) -> String {
@@ -143,7 +148,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let started = Instant::now();
-        let (db, statements) = prepare_database(&config).await?;
+        let (db, statements, seeded) = prepare_database(&config).await?;
         let redis = connect_redis(&config).await?;
         let events = event_bus(&config);
         let job_context = JobContext {
@@ -183,8 +188,16 @@ impl Application {
             sweep_every: config.outbox_sweep(),
         };
 
+        let lists = Arc::new(match &redis {
+            Some(connection) => UserListCache::redis(connection.clone(), &config.redis_key_prefix),
+            None => UserListCache::in_process(),
+        });
         let known_users = Arc::new(KnownUsers::new(std::time::Duration::from_secs(5)));
-        let schema = graphql::build(&config, db.clone(), jobs.clone(), known_users.clone());
+        let accounts = Accounts::new(db.clone(), lists, known_users);
+        if seeded > 0 {
+            accounts.lists_changed().await;
+        }
+        let schema = graphql::build(&config, db.clone(), jobs.clone(), accounts.clone());
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|e| StartupError::Bind {
@@ -200,7 +213,7 @@ impl Application {
             jobs,
             queue,
             events,
-            known_users,
+            accounts,
         };
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,

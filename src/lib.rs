@@ -19,7 +19,9 @@
 //! Two ways to run share one code path: embedded (SQLite, in-process queue and
 //! cache) and scaled out (PostgreSQL, Faktory, Redis), chosen by configuration.
 
+pub mod accounts;
 pub mod app;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -26,7 +26,9 @@ impl AuthMutation {
         username: String,
         password: String,
     ) -> Result<AuthPayload> {
-        let session = auth::login(ctx.db(), &username, &password, ctx.limits().token_ttl)
+        let session = ctx
+            .accounts()
+            .login(&username, &password, ctx.limits().token_ttl)
             .await
             .extend()?;
         Ok(AuthPayload {

@@ -20,9 +20,8 @@ use async_graphql::{
 use sea_orm::DatabaseConnection;
 use tokio::sync::OnceCell;
 
-use std::sync::Arc;
-
 use crate::{
+    accounts::Accounts,
     config::Config,
     error::AppResult,
     identity::{Identity, KnownUsers},
@@ -67,12 +66,12 @@ pub fn build(
     config: &Config,
     db: DatabaseConnection,
     jobs: Jobs,
-    known_users: Arc<KnownUsers>,
+    accounts: Accounts,
 ) -> ChatSchema {
     let mut builder = builder()
         .data(db)
         .data(jobs)
-        .data(known_users)
+        .data(accounts)
         .data(Limits {
             max_page_size: config.max_page_size.max(1),
             token_ttl: config.token_ttl(),
@@ -130,6 +129,7 @@ pub(crate) trait ContextExt {
     fn limits(&self) -> &Limits;
     fn loaders(&self) -> &Loaders;
     fn jobs(&self) -> &Jobs;
+    fn accounts(&self) -> &Accounts;
     fn known_users(&self) -> &KnownUsers;
     fn viewer(&self) -> Option<&Viewer>;
     /// The viewer's user id; `UNAUTHENTICATED` when there is none.
@@ -156,8 +156,12 @@ impl ContextExt for Context<'_> {
         self.data_unchecked::<Jobs>()
     }
 
+    fn accounts(&self) -> &Accounts {
+        self.data_unchecked::<Accounts>()
+    }
+
     fn known_users(&self) -> &KnownUsers {
-        self.data_unchecked::<Arc<KnownUsers>>()
+        self.accounts().known_users()
     }
 
     fn viewer(&self) -> Option<&Viewer> {

@@ -270,7 +270,7 @@ impl UserMutation {
             email: input.email,
             profile: input.profile.map(Into::into),
         };
-        Ok(User(users::create(ctx.db(), input).await.extend()?))
+        Ok(User(ctx.accounts().create(input).await.extend()?))
     }
 
     /// Change the viewer's own account; only the given fields change.
@@ -286,7 +286,8 @@ impl UserMutation {
             profile: input.profile.map(Into::into),
         };
         Ok(User(
-            users::update(ctx.db(), id, input, WriteMode::Patch)
+            ctx.accounts()
+                .update(id, input, WriteMode::Patch)
                 .await
                 .extend()?,
         ))
@@ -296,8 +297,7 @@ impl UserMutation {
     async fn delete_user(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let user_id = parse_id("id", &id).extend()?;
         require_self(ctx, user_id).await.extend()?;
-        users::delete(ctx.db(), user_id).await.extend()?;
-        ctx.known_users().forget(user_id);
+        ctx.accounts().delete(user_id).await.extend()?;
         Ok(id)
     }
 }

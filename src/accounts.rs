@@ -1,0 +1,89 @@
+//! User accounts with their side effects, for every adapter.
+//!
+//! A user or profile write must invalidate the cached user lists (on every
+//! instance) before it answers, and a deleted user must stop being
+//! recognised at once. These wrappers around `domain::users` and
+//! `domain::auth` make sure no adapter forgets either.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    cache::UserListCache,
+    domain::{
+        auth::{self, Session},
+        users::{self, UserFilter, UserInput, UserRecord, WriteMode},
+    },
+    error::AppResult,
+    identity::KnownUsers,
+};
+
+#[derive(Clone)]
+pub struct Accounts {
+    db: DatabaseConnection,
+    lists: Arc<UserListCache>,
+    known: Arc<KnownUsers>,
+}
+
+impl Accounts {
+    pub fn new(db: DatabaseConnection, lists: Arc<UserListCache>, known: Arc<KnownUsers>) -> Self {
+        Accounts { db, lists, known }
+    }
+
+    pub fn known_users(&self) -> &KnownUsers {
+        &self.known
+    }
+
+    pub async fn create(&self, input: UserInput) -> AppResult<UserRecord> {
+        let user = users::create(&self.db, input).await?;
+        self.lists.invalidate().await;
+        Ok(user)
+    }
+
+    pub async fn update(&self, id: i64, input: UserInput, mode: WriteMode) -> AppResult<UserRecord> {
+        let user = users::update(&self.db, id, input, mode).await?;
+        self.lists.invalidate().await;
+        Ok(user)
+    }
+
+    pub async fn delete(&self, id: i64) -> AppResult<()> {
+        users::delete(&self.db, id).await?;
+        self.known.forget(id);
+        self.lists.invalidate().await;
+        Ok(())
+    }
+
+    /// Sign in; the user's `last_login` changes, so lists are invalidated.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        ttl: chrono::Duration,
+    ) -> AppResult<Session> {
+        let session = auth::login(&self.db, username, password, ttl).await?;
+        self.lists.invalidate().await;
+        Ok(session)
+    }
+
+    /// Lists changed behind the cache's back (seeding at start-up).
+    pub async fn lists_changed(&self) {
+        self.lists.invalidate().await;
+    }
+
+    /// A user list, serialized by `render`, served from the cache.
+    pub async fn cached_list(
+        &self,
+        filter: &UserFilter,
+        render: impl FnOnce(Vec<UserRecord>) -> AppResult<Bytes>,
+    ) -> AppResult<Bytes> {
+        let key = filter.cache_key();
+        self.lists
+            .get_or_load(&key, async {
+                let users = users::list(&self.db, filter).await?;
+                render(users)
+            })
+            .await
+    }
+}
