@@ -42,7 +42,12 @@ impl Accounts {
         Ok(user)
     }
 
-    pub async fn update(&self, id: i64, input: UserInput, mode: WriteMode) -> AppResult<UserRecord> {
+    pub async fn update(
+        &self,
+        id: i64,
+        input: UserInput,
+        mode: WriteMode,
+    ) -> AppResult<UserRecord> {
         let user = users::update(&self.db, id, input, mode).await?;
         self.lists.invalidate().await;
         Ok(user)

@@ -18,6 +18,8 @@ use tokio::{
 };
 
 use crate::{
+    accounts::Accounts,
+    cache::UserListCache,
     config::Config,
     db::{self, ConnectError, StatementCounter},
     domain::{self, tasks, users},
@@ -26,8 +28,6 @@ use crate::{
     graphql::{self, ChatSchema},
     http,
     identity::KnownUsers,
-    accounts::Accounts,
-    cache::UserListCache,
     jobs::{
         Jobs,
         dispatcher::Dispatcher,
@@ -190,7 +190,7 @@ impl Application {
 
         let lists = Arc::new(match &redis {
             Some(connection) => UserListCache::redis(connection.clone(), &config.redis_key_prefix),
-            None => UserListCache::in_process(),
+            None => UserListCache::in_process_shared(db.clone()),
         });
         let known_users = Arc::new(KnownUsers::new(std::time::Duration::from_secs(5)));
         let accounts = Accounts::new(db.clone(), lists, known_users);

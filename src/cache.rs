@@ -6,6 +6,8 @@
 //! for the current version (one round trip), then serves the list from this
 //! instance's memory, or from Redis, or builds it from the database. If
 //! Redis fails, lists are built from the database: slower, never wrong.
+//! Without Redis the version is a counter row in the database, so several
+//! instances on one database stay right too.
 
 use std::{
     collections::HashMap,
@@ -18,10 +20,18 @@ use std::{
 };
 
 use axum::body::Bytes;
+use entity::cache_version;
 use redis::{AsyncCommands, aio::ConnectionManager};
+use sea_orm::{
+    ActiveValue::Set,
+    DatabaseConnection, EntityTrait,
+    sea_query::{Expr, ExprTrait, OnConflict},
+};
 
 use crate::error::AppResult;
 
+/// The counter of the user lists.
+const USERS: &str = "users";
 /// Lists kept in memory per version at most.
 const LOCAL_MAX: usize = 1024;
 /// How long a list stays in Redis.
@@ -30,7 +40,11 @@ const REDIS_TTL: Duration = Duration::from_secs(300);
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 
 enum Versions {
+    /// This process only (tests, tools).
     Memory(AtomicU64),
+    /// A counter row in the database: every instance on the same database
+    /// sees every write, with no Redis.
+    Database(DatabaseConnection),
     Redis {
         connection: ConnectionManager,
         prefix: String,
@@ -44,9 +58,19 @@ pub struct UserListCache {
 }
 
 impl UserListCache {
+    /// Versions in this process only: right for a single instance.
     pub fn in_process() -> Self {
         UserListCache {
             versions: Versions::Memory(AtomicU64::new(0)),
+            local: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Lists in this process, versions in the database: right for any
+    /// number of instances sharing the database, without Redis.
+    pub fn in_process_shared(db: DatabaseConnection) -> Self {
+        UserListCache {
+            versions: Versions::Database(db),
             local: Mutex::new(HashMap::new()),
         }
     }
@@ -65,10 +89,20 @@ impl UserListCache {
     async fn version(&self) -> Option<u64> {
         match &self.versions {
             Versions::Memory(version) => Some(version.load(Ordering::Acquire)),
+            Versions::Database(db) => {
+                match cache_version::Entity::find_by_id(USERS).one(db).await {
+                    Ok(row) => Some(row.map(|r| r.version as u64).unwrap_or(0)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "user-list cache version unavailable");
+                        None
+                    }
+                }
+            }
             Versions::Redis { connection, prefix } => {
                 let mut connection = connection.clone();
                 let key = format!("{prefix}version");
-                match tokio::time::timeout(REDIS_TIMEOUT, connection.get::<_, Option<u64>>(key)).await
+                match tokio::time::timeout(REDIS_TIMEOUT, connection.get::<_, Option<u64>>(key))
+                    .await
                 {
                     Ok(Ok(version)) => Some(version.unwrap_or(0)),
                     Ok(Err(e)) => {
@@ -152,6 +186,26 @@ impl UserListCache {
             Versions::Memory(version) => {
                 version.fetch_add(1, Ordering::AcqRel);
             }
+            Versions::Database(db) => {
+                let bump = cache_version::Entity::insert(cache_version::ActiveModel {
+                    name: Set(USERS.to_owned()),
+                    version: Set(1),
+                })
+                .on_conflict(
+                    OnConflict::column(cache_version::Column::Name)
+                        .value(
+                            cache_version::Column::Version,
+                            Expr::col((cache_version::Entity, cache_version::Column::Version))
+                                .add(1),
+                        )
+                        .to_owned(),
+                )
+                .exec_without_returning(db)
+                .await;
+                if let Err(e) = bump {
+                    tracing::error!(error = %e, "could not invalidate the user-list cache");
+                }
+            }
             Versions::Redis { connection, prefix } => {
                 let mut connection = connection.clone();
                 let key = format!("{prefix}version");
@@ -159,7 +213,9 @@ impl UserListCache {
                     .await
                 {
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, "could not invalidate the user-list cache"),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "could not invalidate the user-list cache")
+                    }
                     Err(_) => tracing::error!("invalidating the user-list cache timed out"),
                 }
             }

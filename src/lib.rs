@@ -9,6 +9,8 @@
 //! - [`app`]: start-up (connect, migrate, seed, bind), shared state, serving and shutdown.
 //! - [`http`]: the router and middleware; health and readiness probes; GraphQL over HTTP.
 //! - [`graphql`]: the schema, independent of HTTP; resolvers only translate.
+//! - [`rest`]: the legacy REST API of the old service, a thin adapter.
+//! - [`accounts`] and [`cache`]: user writes with their side effects, the user-list cache.
 //! - [`identity`]: who the viewer of a request is.
 //! - [`jobs`]: the outbox, the job queues (in-process, Faktory) and the workers.
 //! - [`events`]: domain events and the bus that carries them across instances.
@@ -31,5 +33,6 @@ pub mod graphql;
 pub mod http;
 pub mod identity;
 pub mod jobs;
+pub mod rest;
 pub mod shutdown;
 pub mod telemetry;

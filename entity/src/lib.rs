@@ -5,6 +5,7 @@
 //! is, ...) live in the gateway's `domain` module.
 
 pub mod auth_token;
+pub mod cache_version;
 pub mod membership;
 pub mod message;
 pub mod message_seen;
@@ -15,6 +16,7 @@ pub mod user;
 
 pub mod prelude {
     pub use super::auth_token::Entity as AuthToken;
+    pub use super::cache_version::Entity as CacheVersion;
     pub use super::membership::Entity as Membership;
     pub use super::message::Entity as Message;
     pub use super::message_seen::Entity as MessageSeen;

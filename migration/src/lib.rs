@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_create_schema;
 mod m20261129_000002_create_auth_tokens;
+mod m20261129_000003_create_cache_versions;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261129_000001_create_schema::Migration),
             Box::new(m20261129_000002_create_auth_tokens::Migration),
+            Box::new(m20261129_000003_create_cache_versions::Migration),
         ]
     }
 }

@@ -64,7 +64,9 @@ impl UserFilter {
         };
         format!(
             "id={}&username={}&first_name={}&last_name={}&status={}",
-            self.id.map(|id| id.to_string()).unwrap_or_else(|| "*".to_owned()),
+            self.id
+                .map(|id| id.to_string())
+                .unwrap_or_else(|| "*".to_owned()),
             part(&self.username),
             part(&self.first_name),
             part(&self.last_name),

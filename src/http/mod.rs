@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
                 .fallback(graphql::method_not_allowed),
         )
         .route("/graphiql/{file}", get(graphiql::asset))
+        .merge(crate::rest::router())
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))

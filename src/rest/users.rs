@@ -1,0 +1,317 @@
+//! `/users/`: the user list (cached), create, get, full and partial update,
+//! delete. Errors use DRF's shapes, not the chat envelope.
+
+use axum::{
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode, Uri},
+    response::{IntoResponse, Response},
+};
+use entity::profile::Status;
+use serde_json::{Map, Value};
+
+use super::{
+    body::{self, BodyError},
+    identity::query_param,
+    reply::{UsersError, json_bytes, json_value},
+    shapes::LegacyUser,
+};
+use crate::{
+    app::AppState,
+    domain::users::{self, ProfileInput, UserFilter, UserInput, WriteMode},
+    error::{AppError, FieldErrors},
+    identity::Identity,
+};
+
+const REQUIRED: &str = "This field is required.";
+
+fn user_id(raw: &str) -> Result<i64, UsersError> {
+    crate::identity::parse_user_id(raw).ok_or_else(UsersError::not_found)
+}
+
+/// `GET /users/`: every user, by id, with exact-match filters.
+pub async fn list(State(state): State<AppState>, uri: Uri) -> Response {
+    let query = uri.query();
+    let mut errors = FieldErrors::new();
+    let id = match query_param(query, "id").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(raw) => match raw.trim().parse::<i64>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                errors.insert("id".into(), vec!["Enter a number.".into()]);
+                None
+            }
+        },
+    };
+    let status = match query_param(query, "profile__status").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(raw) => match Status::parse(&raw) {
+            Some(status) => Some(status),
+            None => {
+                errors.insert(
+                    "profile__status".into(),
+                    vec![format!(
+                        "Select a valid choice. {raw} is not one of the available choices."
+                    )],
+                );
+                None
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return UsersError::fields(&errors).into_response();
+    }
+    let text = |name| query_param(query, name).filter(|v| !v.is_empty());
+    let filter = UserFilter {
+        id,
+        username: text("username"),
+        first_name: text("first_name"),
+        last_name: text("last_name"),
+        status,
+    };
+    let rendered = state
+        .accounts
+        .cached_list(&filter, |users| {
+            let list: Vec<LegacyUser> = users.iter().map(LegacyUser::from).collect();
+            serde_json::to_vec(&list)
+                .map(Bytes::from)
+                .map_err(AppError::internal)
+        })
+        .await;
+    match rendered {
+        Ok(bytes) => json_bytes(StatusCode::OK, bytes),
+        Err(e) => UsersError::from(e).into_response(),
+    }
+}
+
+/// Read a user body into domain input, collecting type errors per field.
+fn user_input(fields: &Map<String, Value>, mode: WriteMode) -> (UserInput, FieldErrors) {
+    let mut errors = FieldErrors::new();
+    let mut text_field = |name: &str| -> Option<String> {
+        let value = fields.get(name)?;
+        match body::text(value) {
+            Ok(text) => Some(text),
+            Err(message) => {
+                errors.insert(name.to_owned(), vec![message.to_owned()]);
+                None
+            }
+        }
+    };
+    let mut input = UserInput {
+        username: text_field("username"),
+        password: text_field("password"),
+        first_name: text_field("first_name"),
+        last_name: text_field("last_name"),
+        email: text_field("email"),
+        profile: None,
+    };
+    match fields.get("profile") {
+        None if mode != WriteMode::Patch => {
+            errors.insert("profile".into(), vec![REQUIRED.into()]);
+        }
+        None => {}
+        Some(Value::Object(profile)) => {
+            let mut parsed = ProfileInput::default();
+            match profile.get("status") {
+                None => {}
+                Some(Value::String(status)) => parsed.status = Some(status.clone()),
+                Some(other) => {
+                    let shown = other
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| other.to_string());
+                    errors.insert(
+                        "profile.status".into(),
+                        vec![format!("\"{shown}\" is not a valid choice.")],
+                    );
+                }
+            }
+            match profile.get("status_msg") {
+                None => {}
+                Some(Value::Null) => parsed.status_msg = Some(None),
+                Some(value) => match body::text(value) {
+                    Ok(text) => parsed.status_msg = Some(Some(text)),
+                    Err(message) => {
+                        errors.insert("profile.status_msg".into(), vec![message.into()]);
+                    }
+                },
+            }
+            input.profile = Some(parsed);
+        }
+        Some(other) => {
+            let kind = match other {
+                Value::String(_) => "str",
+                Value::Array(_) => "list",
+                Value::Number(_) => "int",
+                Value::Bool(_) => "bool",
+                _ => "NoneType",
+            };
+            errors.insert(
+                "profile.non_field_errors".into(),
+                vec![format!(
+                    "Invalid data. Expected a dictionary, but got {kind}."
+                )],
+            );
+        }
+    }
+    (input, errors)
+}
+
+/// Parse, validate (every bad field at once) and hand over to `write`.
+async fn write_user<F, Fut>(
+    headers: &HeaderMap,
+    raw: &Bytes,
+    mode: WriteMode,
+    write: F,
+) -> Result<LegacyUser, UsersError>
+where
+    F: FnOnce(UserInput) -> Fut,
+    Fut: std::future::Future<Output = Result<users::UserRecord, AppError>>,
+{
+    let fields = match body::object(headers, raw) {
+        Ok(fields) => fields,
+        // No body: every required field is missing.
+        Err(BodyError::Empty) => Map::new(),
+        Err(BodyError::NotAnObject(kind)) => {
+            let mut errors = FieldErrors::new();
+            errors.insert(
+                "non_field_errors".into(),
+                vec![format!(
+                    "Invalid data. Expected a dictionary, but got {kind}."
+                )],
+            );
+            return Err(UsersError::fields(&errors));
+        }
+        Err(BodyError::Malformed(reason)) => {
+            return Err(UsersError::detail(
+                StatusCode::BAD_REQUEST,
+                format!("JSON parse error - {reason}"),
+            ));
+        }
+    };
+    let (input, mut errors) = user_input(&fields, mode);
+    for (field, messages) in users::check(&input, mode) {
+        errors.entry(field).or_insert(messages);
+    }
+    if !errors.is_empty() {
+        return Err(UsersError::fields(&errors));
+    }
+    let record = write(input).await.map_err(UsersError::from)?;
+    Ok(LegacyUser::from(&record))
+}
+
+/// `POST /users/`.
+pub async fn create(State(state): State<AppState>, headers: HeaderMap, raw: Bytes) -> Response {
+    let accounts = state.accounts.clone();
+    match write_user(&headers, &raw, WriteMode::Create, |input| async move {
+        accounts.create(input).await
+    })
+    .await
+    {
+        Ok(user) => json_value(StatusCode::CREATED, &user),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /users/<id>/`.
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let result = async {
+        let id = user_id(&id)?;
+        let record = users::get(&state.db, id).await?;
+        Ok::<_, UsersError>(LegacyUser::from(&record))
+    }
+    .await;
+    match result {
+        Ok(user) => json_value(StatusCode::OK, &user),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// With legacy identity off, only the account's owner (bearer token) may
+/// change or delete it.
+async fn owner_only(state: &AppState, headers: &HeaderMap, id: i64) -> Result<(), UsersError> {
+    if state.config.legacy_identity {
+        return Ok(());
+    }
+    let identity = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(Identity::from_authorization)
+        .unwrap_or(Identity::Anonymous);
+    let viewer = identity
+        .require(&state.db, state.accounts.known_users())
+        .await
+        .map_err(|e| UsersError::detail(StatusCode::UNAUTHORIZED, e.public_message()))?;
+    if viewer == id {
+        Ok(())
+    } else {
+        Err(UsersError::detail(
+            StatusCode::FORBIDDEN,
+            "You do not have permission to perform this action.",
+        ))
+    }
+}
+
+async fn update(
+    state: AppState,
+    headers: HeaderMap,
+    id: String,
+    raw: Bytes,
+    mode: WriteMode,
+) -> Response {
+    let result = async {
+        let id = user_id(&id)?;
+        owner_only(&state, &headers, id).await?;
+        // Unknown users are a 404 before any validation.
+        users::get(&state.db, id).await?;
+        let accounts = state.accounts.clone();
+        write_user(&headers, &raw, mode, |input| async move {
+            accounts.update(id, input, mode).await
+        })
+        .await
+    }
+    .await;
+    match result {
+        Ok(user) => json_value(StatusCode::OK, &user),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `PUT /users/<id>/`: full update (`password` optional).
+pub async fn replace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    update(state, headers, id, raw, WriteMode::Replace).await
+}
+
+/// `PATCH /users/<id>/`: any subset of fields.
+pub async fn patch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    update(state, headers, id, raw, WriteMode::Patch).await
+}
+
+/// `DELETE /users/<id>/`: 204; memberships end, messages stay.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let id = user_id(&id)?;
+        owner_only(&state, &headers, id).await?;
+        state.accounts.delete(id).await?;
+        Ok::<_, UsersError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
