@@ -11,6 +11,7 @@ mod faktory_server;
 mod graphql_http;
 mod http;
 mod jobs;
+mod legacy_off;
 mod legacy_rest;
 mod messages;
 mod migrations;
