@@ -24,7 +24,7 @@ use crate::{
     db::{self, ConnectError, StatementCounter},
     domain::{self, tasks, users},
     error::AppError,
-    events::{EventBus, LocalBus},
+    events::{EventBus, LocalBus, redis::RedisBus},
     graphql::{self, ChatSchema},
     http,
     identity::KnownUsers,
@@ -127,9 +127,23 @@ pub fn faktory_config(config: &Config) -> Result<Option<FaktoryConfig>, StartupE
         .map_err(StartupError::from)
 }
 
-/// The event bus for this configuration.
-pub fn event_bus(_config: &Config) -> Arc<dyn EventBus> {
-    Arc::new(LocalBus::default())
+/// The event bus for this configuration: Redis pub/sub across instances
+/// when Redis is configured, in-process otherwise.
+pub fn event_bus(config: &Config, redis: Option<&ConnectionManager>) -> Arc<dyn EventBus> {
+    match (redis, config.redis_url.as_deref()) {
+        (Some(connection), Some(url)) => match redis::Client::open(url) {
+            Ok(client) => Arc::new(RedisBus::start(
+                client,
+                connection.clone(),
+                format!("{}events", config.redis_key_prefix),
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "events stay in this process");
+                Arc::new(LocalBus::default())
+            }
+        },
+        _ => Arc::new(LocalBus::default()),
+    }
 }
 
 /// Background work that runs beside the HTTP server.
@@ -150,7 +164,7 @@ impl Application {
         let started = Instant::now();
         let (db, statements, seeded) = prepare_database(&config).await?;
         let redis = connect_redis(&config).await?;
-        let events = event_bus(&config);
+        let events = event_bus(&config, redis.as_ref());
         let job_context = JobContext {
             db: db.clone(),
             events: events.clone(),
@@ -197,7 +211,13 @@ impl Application {
         if seeded > 0 {
             accounts.lists_changed().await;
         }
-        let schema = graphql::build(&config, db.clone(), jobs.clone(), accounts.clone());
+        let schema = graphql::build(
+            &config,
+            db.clone(),
+            jobs.clone(),
+            accounts.clone(),
+            events.clone(),
+        );
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|e| StartupError::Bind {

@@ -212,6 +212,24 @@ pub struct Config {
     #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = 100, global = true)]
     pub max_page_size: usize,
 
+    /// Seconds between the database re-reads of live `unreadMessages`
+    /// subscriptions (they catch what a dropped event missed).
+    #[arg(long, env = "UNREAD_RECHECK_SECS", default_value_t = 30, global = true)]
+    pub unread_recheck_secs: u64,
+
+    /// Seconds a websocket may stay open without `connection_init`.
+    #[arg(
+        long,
+        env = "WS_INIT_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub ws_init_timeout_secs: u64,
+
+    /// Seconds between websocket keep-alive messages (`ping` / `ka`).
+    #[arg(long, env = "WS_KEEPALIVE_SECS", default_value_t = 15, global = true)]
+    pub ws_keepalive_secs: u64,
+
     /// Hours a bearer token issued by `login` stays valid.
     #[arg(long, env = "TOKEN_TTL_HOURS", default_value_t = 168, global = true)]
     pub token_ttl_hours: u32,
@@ -238,6 +256,18 @@ impl Config {
 
     pub fn token_ttl(&self) -> chrono::Duration {
         chrono::Duration::hours(i64::from(self.token_ttl_hours.max(1)))
+    }
+
+    pub fn unread_recheck(&self) -> Duration {
+        Duration::from_secs(self.unread_recheck_secs.max(1))
+    }
+
+    pub fn ws_init_timeout(&self) -> Duration {
+        Duration::from_secs(self.ws_init_timeout_secs.max(1))
+    }
+
+    pub fn ws_keepalive(&self) -> Duration {
+        Duration::from_secs(self.ws_keepalive_secs.max(1))
     }
 
     pub fn job_reserve(&self) -> Duration {

@@ -64,9 +64,12 @@ async fn worker(config: Config) -> Result<(), String> {
     };
     let (db, _) = db::connect(&config).await.map_err(|e| e.to_string())?;
     db::migrate(&db, &config).await.map_err(|e| e.to_string())?;
+    let redis = app::connect_redis(&config)
+        .await
+        .map_err(|e| e.to_string())?;
     let ctx = JobContext {
         db,
-        events: app::event_bus(&config),
+        events: app::event_bus(&config, redis.as_ref()),
     };
     let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

@@ -445,6 +445,31 @@ pub async fn unread_since(
         .await?)
 }
 
+/// The id of the newest message, if any.
+pub async fn latest_id(db: &impl ConnectionTrait) -> AppResult<Option<i64>> {
+    let latest: Option<Option<i64>> = message::Entity::find()
+        .select_only()
+        .column_as(message::Column::Id.max(), "latest")
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(latest.flatten())
+}
+
+/// A room's messages newer than `after_id`, oldest first (at most 500).
+pub async fn room_since(
+    db: &impl ConnectionTrait,
+    room_id: i64,
+    after_id: i64,
+) -> AppResult<Vec<message::Model>> {
+    Ok(in_room(room_id)
+        .filter(message::Column::Id.gt(after_id))
+        .order_by_asc(message::Column::Id)
+        .limit(500)
+        .all(db)
+        .await?)
+}
+
 /// The user's unread count in each of the rooms.
 pub async fn unread_counts(
     db: &impl ConnectionTrait,

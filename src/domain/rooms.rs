@@ -383,9 +383,13 @@ pub async fn find_or_create_direct(
         Err(AppError::Internal(e))
             if e.downcast_ref::<DbErr>().is_some_and(is_unique_violation) =>
         {
-            // The name (not the key) is taken, by a group room named like
-            // the pair. Fall back to a name that cannot clash.
             txn.rollback().await?;
+            // Either a concurrent sender created the pair's room (its name
+            // clashed before its key did), or a group room has the pair's
+            // name: then use a name that cannot clash.
+            if let Some(room) = direct_room(db, from, to).await? {
+                return Ok(room);
+            }
             return create_direct_with_key_name(db, &key, a.user.id, b.user.id).await;
         }
         Err(e) => return Err(e),
@@ -402,18 +406,22 @@ async fn create_direct_with_key_name(
     b: i64,
 ) -> AppResult<room::Model> {
     let txn = db.begin().await?;
-    let room = room::ActiveModel {
+    let row = room::ActiveModel {
         name: Set(format!("direct:{key}")),
         is_direct: Set(true),
         direct_key: Set(Some(key.to_owned())),
         created_at: Set(now()),
         ..Default::default()
+    };
+    if let Some(room_id) = insert_unless_exists(&txn, row, room::Column::DirectKey).await? {
+        add_members(&txn, room_id, &[a, b]).await?;
     }
-    .insert(&txn)
-    .await?;
-    add_members(&txn, room.id, &[a, b]).await?;
     txn.commit().await?;
-    Ok(room)
+    room::Entity::find()
+        .filter(room::Column::DirectKey.eq(key))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("direct room {key} vanished")))
 }
 
 fn rooms_of(user_id: i64) -> Select<room::Entity> {

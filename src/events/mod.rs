@@ -8,9 +8,50 @@
 //! Events are hints, never the source of truth: a receiver that lags or
 //! misses one re-reads the database.
 
+pub mod redis;
+
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use uuid::Uuid;
+
+/// A stored message, as events carry it: subscribers build their answers
+/// from it without reading the database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub room_id: i64,
+    pub sender_id: Option<i64>,
+    pub text: String,
+    pub sent_at: DateTime<Utc>,
+    pub task_id: Option<Uuid>,
+}
+
+impl From<&entity::message::Model> for StoredMessage {
+    fn from(m: &entity::message::Model) -> Self {
+        StoredMessage {
+            id: m.id,
+            room_id: m.room_id,
+            sender_id: m.sender_id,
+            text: m.text.clone(),
+            sent_at: m.sent_at,
+            task_id: m.task_id,
+        }
+    }
+}
+
+impl From<StoredMessage> for entity::message::Model {
+    fn from(m: StoredMessage) -> Self {
+        entity::message::Model {
+            id: m.id,
+            room_id: m.room_id,
+            sender_id: m.sender_id,
+            text: m.text,
+            sent_at: m.sent_at,
+            task_id: m.task_id,
+        }
+    }
+}
 
 /// Something that happened, as seen by other parts of the system.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,11 +60,7 @@ pub enum Event {
     /// A task changed state.
     TaskUpdated { task_id: Uuid, state: String },
     /// A message was stored.
-    MessageStored {
-        message_id: i64,
-        room_id: i64,
-        sender_id: Option<i64>,
-    },
+    MessageStored { message: StoredMessage },
     /// A user joined or left a room (or a direct room was created for them).
     MembershipChanged { room_id: i64, user_id: i64 },
 }
@@ -90,12 +127,11 @@ mod tests {
 
     #[test]
     fn events_serialize_with_a_type_tag() {
-        let json = serde_json::to_value(Event::MessageStored {
-            message_id: 1,
-            room_id: 2,
-            sender_id: None,
+        let json = serde_json::to_value(Event::MembershipChanged {
+            room_id: 1,
+            user_id: 2,
         })
         .unwrap();
-        assert_eq!(json["type"], "message_stored");
+        assert_eq!(json["type"], "membership_changed");
     }
 }

@@ -25,6 +25,7 @@ use std::{
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use entity::{membership, message, message_seen, room};
+use futures::Stream;
 use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
 
@@ -80,6 +81,15 @@ impl Rounds {
         }
     }
 
+    /// Run a stream of results (a subscription), ending a round each time
+    /// it has to wait.
+    pub fn drive_stream<S: Stream>(self, stream: S) -> InRoundsStream<S> {
+        InRoundsStream {
+            stream: Box::pin(stream),
+            rounds: self,
+        }
+    }
+
     fn end_round(&self) {
         self.ended.send_modify(|n| *n += 1);
     }
@@ -89,6 +99,41 @@ impl Rounds {
 pub struct InRounds<F: Future> {
     execution: Pin<Box<F>>,
     rounds: Rounds,
+}
+
+/// A stream that ends a loader round whenever its inner stream is pending.
+pub struct InRoundsStream<S: Stream> {
+    stream: Pin<Box<S>>,
+    rounds: Rounds,
+}
+
+impl<S: Stream> Stream for InRoundsStream<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let (waker, noting) = noting_waker(cx);
+        match self
+            .stream
+            .as_mut()
+            .poll_next(&mut Context::from_waker(&waker))
+        {
+            Poll::Pending => {
+                if !noting.woken.load(Ordering::Acquire) {
+                    self.rounds.end_round();
+                }
+                Poll::Pending
+            }
+            ready => ready,
+        }
+    }
+}
+
+fn noting_waker(cx: &Context<'_>) -> (Waker, Arc<NotingWaker>) {
+    let noting = Arc::new(NotingWaker {
+        waker: cx.waker().clone(),
+        woken: AtomicBool::new(false),
+    });
+    (Waker::from(noting.clone()), noting)
 }
 
 /// Forwards wake-ups and notes whether one happened during a poll.

@@ -30,6 +30,11 @@ impl Message {
     async fn text(&self) -> &str {
         &self.0.text
     }
+    /// This message's position, for `after` arguments (e.g. resuming
+    /// `unreadMessages`).
+    async fn cursor(&self) -> String {
+        crate::domain::pagination::encode_cursor(self.0.id)
+    }
     async fn sent_at(&self) -> DateTime<Utc> {
         self.0.sent_at
     }

@@ -10,20 +10,23 @@ mod introspection;
 pub mod loaders;
 mod messages;
 mod rooms;
+pub mod subscriptions;
 mod tasks;
 mod users;
 
 use async_graphql::{
-    Context, EmptySubscription, ErrorExtensions, MergedObject, Schema, SchemaBuilder,
-    extensions::Tracing,
+    Context, ErrorExtensions, MergedObject, Schema, SchemaBuilder, extensions::Tracing,
 };
 use sea_orm::DatabaseConnection;
 use tokio::sync::OnceCell;
+
+use std::sync::Arc;
 
 use crate::{
     accounts::Accounts,
     config::Config,
     error::AppResult,
+    events::EventBus,
     identity::{Identity, KnownUsers},
     jobs::Jobs,
 };
@@ -48,7 +51,9 @@ pub struct Mutation(
     messages::MessageMutation,
 );
 
-pub type ChatSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type ChatSchema = Schema<Query, Mutation, Subscription>;
+
+pub use subscriptions::{Subscription, SubscriptionSettings};
 
 /// Settings resolvers need at run time.
 #[derive(Debug, Clone)]
@@ -57,8 +62,8 @@ pub struct Limits {
     pub token_ttl: chrono::Duration,
 }
 
-fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(Query::default(), Mutation::default(), Subscription)
 }
 
 /// The executable schema, with its limits and services.
@@ -67,11 +72,16 @@ pub fn build(
     db: DatabaseConnection,
     jobs: Jobs,
     accounts: Accounts,
+    events: Arc<dyn EventBus>,
 ) -> ChatSchema {
     let mut builder = builder()
         .data(db)
         .data(jobs)
         .data(accounts)
+        .data(events)
+        .data(SubscriptionSettings {
+            recheck: config.unread_recheck(),
+        })
         .data(Limits {
             max_page_size: config.max_page_size.max(1),
             token_ttl: config.token_ttl(),
@@ -123,6 +133,19 @@ pub async fn execute(
     rounds.drive(schema.execute(request)).await
 }
 
+/// Execute one operation over a websocket: a stream of responses (one for
+/// a query or mutation, one per event for a subscription).
+pub fn execute_stream(
+    schema: &ChatSchema,
+    db: &DatabaseConnection,
+    request: async_graphql::Request,
+    identity: Identity,
+) -> impl futures::Stream<Item = async_graphql::Response> + Send + 'static {
+    let (loaders, rounds) = loaders::per_request(db.clone());
+    let request = request.data(Viewer::new(identity)).data(loaders);
+    rounds.drive_stream(schema.execute_stream(request))
+}
+
 /// Shared accessors for resolvers.
 pub(crate) trait ContextExt {
     fn db(&self) -> &DatabaseConnection;
@@ -130,6 +153,7 @@ pub(crate) trait ContextExt {
     fn loaders(&self) -> &Loaders;
     fn jobs(&self) -> &Jobs;
     fn accounts(&self) -> &Accounts;
+    fn events(&self) -> &Arc<dyn EventBus>;
     fn known_users(&self) -> &KnownUsers;
     fn viewer(&self) -> Option<&Viewer>;
     /// The viewer's user id; `UNAUTHENTICATED` when there is none.
@@ -158,6 +182,10 @@ impl ContextExt for Context<'_> {
 
     fn accounts(&self) -> &Accounts {
         self.data_unchecked::<Accounts>()
+    }
+
+    fn events(&self) -> &Arc<dyn EventBus> {
+        self.data_unchecked::<Arc<dyn EventBus>>()
     }
 
     fn known_users(&self) -> &KnownUsers {

@@ -21,7 +21,9 @@ use axum::{
 };
 use serde_json::json;
 
-use super::graphiql;
+use axum::extract::{FromRequestParts, Request, ws::WebSocketUpgrade};
+
+use super::{graphiql, ws};
 use crate::{app::AppState, graphql, identity::Identity};
 
 const JSON: &str = "application/json";
@@ -255,7 +257,38 @@ fn is_non_query(request: &async_graphql::Request) -> bool {
     operation.is_some_and(|op| op.node.ty != OperationType::Query)
 }
 
-pub async fn graphql_get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// `GET /graphql/ws`: websocket only.
+pub async fn graphql_ws(State(state): State<AppState>, request: Request) -> Response {
+    upgrade(state, request).await
+}
+
+async fn upgrade(state: AppState, request: Request) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let identity = identity(&state, &parts.headers, &parts.uri);
+    match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(upgrade) => {
+            let upgrade = upgrade.protocols([ws::TRANSPORT_WS, ws::LEGACY_WS]);
+            let protocol =
+                ws::Protocol::from_name(upgrade.selected_protocol().and_then(|p| p.to_str().ok()));
+            upgrade.on_upgrade(move |socket| ws::serve(socket, state, protocol, identity))
+        }
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+pub async fn graphql_get(State(state): State<AppState>, request: Request) -> Response {
+    if is_websocket_upgrade(request.headers()) {
+        return upgrade(state, request).await;
+    }
+    let headers = request.headers().clone();
+    let uri = request.uri().clone();
     let query_string = uri.query().unwrap_or("");
     let has_query = url::form_urlencoded::parse(query_string.as_bytes()).any(|(k, _)| k == "query");
     if !has_query && graphiql::wants_html(&headers) {

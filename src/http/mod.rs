@@ -5,6 +5,7 @@
 mod graphiql;
 mod graphql;
 mod health;
+pub mod ws;
 
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
                 .post(graphql::graphql_post)
                 .fallback(graphql::method_not_allowed),
         )
+        .route("/graphql/ws", get(graphql::graphql_ws))
         .route("/graphiql/{file}", get(graphiql::asset))
         .merge(crate::rest::router())
         .with_state(state)

@@ -26,7 +26,7 @@ use crate::{
         tasks,
     },
     error::{AppError, AppResult},
-    events::{Event, EventBus},
+    events::{Event, EventBus, StoredMessage},
 };
 
 /// What running a job came to.
@@ -169,9 +169,7 @@ pub async fn execute_batch(ctx: &JobContext, jobs: &[(Envelope, bool)]) -> Vec<O
                 Ok(()) => {
                     if let Some(message) = stored {
                         ctx.events.publish(Event::MessageStored {
-                            message_id: message.id,
-                            room_id: message.room_id,
-                            sender_id: message.sender_id,
+                            message: StoredMessage::from(&message),
                         });
                     }
                     ctx.task_updated(task_id, TaskState::Success);

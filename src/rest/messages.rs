@@ -16,6 +16,10 @@ use uuid::Uuid;
 use super::{
     body,
     identity::{acting_user, user_id_param},
+    openapi::{
+        ChatErrorEnvelope, RoomHistoryEnvelope, SendRequest, TaskIdEnvelope, TaskStateAnswer,
+        UnseenEnvelope,
+    },
     reply::{ChatError, chat_ok, json_value},
     shapes::{RoomWithMessages, room_messages, rooms_with_members, task_message},
 };
@@ -60,6 +64,38 @@ fn target_id(raw: &str, what: &str) -> Result<i64, ChatError> {
 }
 
 /// `POST /chat/user/<to_user_id>/`: a direct message, sent asynchronously.
+#[utoipa::path(
+    post,
+    path = "/chat/user/{to_user_id}/",
+    operation_id = "send_direct_message",
+    tag = "messages",
+    summary = "Send a direct message",
+    description = "Answers at once with a task id. A background job finds or creates the direct \
+        room of the two users and stores the message exactly once; an unknown recipient or a bad \
+        text ends the task in FAILURE.",
+    params(("to_user_id" = i64, Path,
+        description = "The recipient's id (not a positive integer: 404).")),
+    request_body(
+        description = "JSON, or form-encoded fields.",
+        content(
+            (SendRequest = "application/json"),
+            (SendRequest = "application/x-www-form-urlencoded"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Accepted: `data` is the task id.", body = TaskIdEnvelope),
+        (status = 400, description = "Empty body or not an object (`Body is empty or wrong \
+            format`), missing keys (`Attribute/s from - text missing`), `text` not a string, or \
+            `from` not a positive integer.", body = ChatErrorEnvelope),
+        (status = 401, description = "Only with `--legacy-identity=false`: no valid bearer token.",
+            body = ChatErrorEnvelope),
+        (status = 403, description = "Only with `--legacy-identity=false`: the acting user is not \
+            the token's user.", body = ChatErrorEnvelope),
+        (status = 404, description = "Unknown sender, or a recipient id that is not a positive \
+            integer.", body = ChatErrorEnvelope),
+        (status = 500, description = "Unexpected failure.", body = ChatErrorEnvelope),
+    )
+)]
 pub async fn send_direct(
     State(state): State<AppState>,
     Path(to): Path<String>,
@@ -76,6 +112,38 @@ pub async fn send_direct(
 }
 
 /// `POST /chat/group/<room_id>/`: a message to a room, sent asynchronously.
+#[utoipa::path(
+    post,
+    path = "/chat/group/{room_id}/",
+    operation_id = "send_group_message",
+    tag = "messages",
+    summary = "Send a message to a room",
+    description = "Answers at once with a task id. A background job stores the message exactly \
+        once; if the sender is not a current member (or the room is unknown, or the text bad) the \
+        task ends in FAILURE and no message is stored.",
+    params(("room_id" = i64, Path,
+        description = "The room's id (not a positive integer: 404).")),
+    request_body(
+        description = "JSON, or form-encoded fields.",
+        content(
+            (SendRequest = "application/json"),
+            (SendRequest = "application/x-www-form-urlencoded"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Accepted: `data` is the task id.", body = TaskIdEnvelope),
+        (status = 400, description = "Empty body or not an object (`Body is empty or wrong \
+            format`), missing keys (`Attribute/s from - text missing`), `text` not a string, or \
+            `from` not a positive integer.", body = ChatErrorEnvelope),
+        (status = 401, description = "Only with `--legacy-identity=false`: no valid bearer token.",
+            body = ChatErrorEnvelope),
+        (status = 403, description = "Only with `--legacy-identity=false`: the acting user is not \
+            the token's user.", body = ChatErrorEnvelope),
+        (status = 404, description = "Unknown sender, or a room id that is not a positive \
+            integer.", body = ChatErrorEnvelope),
+        (status = 500, description = "Unexpected failure.", body = ChatErrorEnvelope),
+    )
+)]
 pub async fn send_group(
     State(state): State<AppState>,
     Path(room): Path<String>,
@@ -102,6 +170,22 @@ pub async fn send_group(
 /// `GET /chat/task_state/<task_id>`: `{"state", "result"}`. The same pair is
 /// also given inside the chat envelope's `data`, for clients that read it
 /// there.
+#[utoipa::path(
+    get,
+    path = "/chat/task_state/{task_id}",
+    operation_id = "task_state",
+    tag = "messages",
+    summary = "The state of a send task",
+    description = "On SUCCESS `result` is the stored message (with its whole room); on FAILURE \
+        `{exc_type, exc_message}`; while PENDING or STARTED null. A task of another kind than a \
+        send may carry its own raw JSON result.",
+    params(("task_id" = String, Path, format = "uuid", description = "The task id a send answered.")),
+    responses(
+        (status = 200, description = "The task's state and result.", body = TaskStateAnswer),
+        (status = 404, description = "Unknown task id (or not a UUID).", body = ChatErrorEnvelope),
+        (status = 500, description = "Unexpected failure.", body = ChatErrorEnvelope),
+    )
+)]
 pub async fn task_state(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let result = async {
         let not_found = || ChatError::not_found("Task not found");
@@ -154,6 +238,32 @@ fn mark_seen_later(state: &AppState, user: i64, room: i64, up_to: i64) {
 
 /// `GET /chat/messages/<room_id>/?user_id=N`: the room and all its messages,
 /// oldest first; then N has seen them.
+#[utoipa::path(
+    get,
+    path = "/chat/messages/{room_id}/",
+    operation_id = "room_history",
+    tag = "messages",
+    summary = "A room's messages",
+    description = "The room object plus `messages`: every message of the room, oldest first. \
+        Afterwards, in the background, every message of the room not sent by the user is marked \
+        seen by them.",
+    params(
+        ("room_id" = i64, Path, description = "The room's id (anything else is a 404)."),
+        ("user_id" = i64, Query, minimum = 1, description = "The acting user: a current member."),
+    ),
+    responses(
+        (status = 200, description = "The room and its messages.", body = RoomHistoryEnvelope),
+        (status = 400, description = "No `user_id`, or not a positive integer.",
+            body = ChatErrorEnvelope),
+        (status = 401, description = "Only with `--legacy-identity=false`: no valid bearer token.",
+            body = ChatErrorEnvelope),
+        (status = 403, description = "Only with `--legacy-identity=false`: the acting user is not \
+            the token's user.", body = ChatErrorEnvelope),
+        (status = 404, description = "Unknown room or user, or not a current member.",
+            body = ChatErrorEnvelope),
+        (status = 500, description = "Unexpected failure.", body = ChatErrorEnvelope),
+    )
+)]
 pub async fn room_history(
     State(state): State<AppState>,
     Path(room): Path<String>,
@@ -187,6 +297,29 @@ pub async fn room_history(
 
 /// `GET /chat/messages/unseen/?user_id=N`: every room N is in, each with the
 /// messages N has not seen; then N has seen them.
+#[utoipa::path(
+    get,
+    path = "/chat/messages/unseen/",
+    operation_id = "unseen_messages",
+    tag = "messages",
+    summary = "Unseen messages (long-polling)",
+    description = "One room object per room where the user is a current member, each with \
+        `messages`: the messages the user has not seen, not sent by them, oldest first. \
+        Afterwards they are marked seen by the user in the background.",
+    params(("user_id" = i64, Query, minimum = 1, description = "The acting user.")),
+    responses(
+        (status = 200, description = "The user's rooms with their unseen messages.",
+            body = UnseenEnvelope),
+        (status = 400, description = "No `user_id`, or not a positive integer.",
+            body = ChatErrorEnvelope),
+        (status = 401, description = "Only with `--legacy-identity=false`: no valid bearer token.",
+            body = ChatErrorEnvelope),
+        (status = 403, description = "Only with `--legacy-identity=false`: the acting user is not \
+            the token's user.", body = ChatErrorEnvelope),
+        (status = 404, description = "Unknown user.", body = ChatErrorEnvelope),
+        (status = 500, description = "Unexpected failure.", body = ChatErrorEnvelope),
+    )
+)]
 pub async fn unseen(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let result = async {
         let user = user_id_param(&state, &headers, uri.query()).await?;

@@ -9,6 +9,7 @@
 mod body;
 mod identity;
 mod messages;
+mod openapi;
 mod reply;
 mod rooms;
 mod shapes;
@@ -51,6 +52,7 @@ fn both(router: Router<AppState>, path: &str, route: MethodRouter<AppState>) -> 
 /// The legacy routes.
 pub fn router() -> Router<AppState> {
     let mut router = Router::new();
+    router = router.route("/openapi.json", get(openapi::serve));
     router = both(
         router,
         "/users",

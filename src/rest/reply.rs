@@ -172,6 +172,11 @@ impl From<AppError> for UsersError {
         match &error {
             AppError::NotFound(_) => UsersError::not_found(),
             AppError::Validation(fields) => UsersError::fields(fields),
+            // Unexpected failures answer the same envelope on every path.
+            AppError::Internal(_) => UsersError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                body: json!({"status": 500, "msg": error.public_message()}),
+            },
             _ => UsersError::detail(status_of(&error), error.public_message()),
         }
     }

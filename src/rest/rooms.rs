@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 use super::{
     body::{self, EMPTY_OR_WRONG},
     identity::{query_param, user_id_param},
+    openapi::{
+        ChatErrorEnvelope, ChatOk, CreateRoomRequest, RoomEnvelope, RoomListEnvelope,
+        RoomOrSummaryEnvelope,
+    },
     reply::{ChatError, chat_ok, json_value},
     shapes::{RoomSummary, rooms_with_members},
 };
@@ -22,6 +26,29 @@ fn room_id(raw: &str) -> Result<i64, ChatError> {
 
 /// `GET /chat/chatroom/`: every group room; with `?user_id=N`, the rooms
 /// (group and direct) N is in, with their members.
+#[utoipa::path(
+    get,
+    path = "/chat/chatroom/",
+    operation_id = "list_rooms",
+    tag = "chat rooms",
+    summary = "List rooms",
+    description = "Without `user_id`: every group room as `{id, room_name}` (no members, no \
+        direct rooms). With `user_id`: the room objects (with `room_member`) of every room, group \
+        or direct, where that user is a current member.",
+    params(("user_id" = Option<i64>, Query, minimum = 1,
+        description = "The acting user; switches the answer to their rooms.")),
+    responses(
+        (status = 200, description = "The rooms.", body = RoomListEnvelope),
+        (status = 400, description = "`user_id` is not a positive integer.",
+            body = ChatErrorEnvelope),
+        (status = 401, description = "Only with `--legacy-identity=false`: no valid bearer token.",
+            body = ChatErrorEnvelope),
+        (status = 403, description = "Only with `--legacy-identity=false`: `user_id` is not the \
+            token's user.", body = ChatErrorEnvelope),
+        (status = 404, description = "Unknown user.", body = ChatErrorEnvelope),
+        (status = 500, description = "Unexpected failure.", body = ChatErrorEnvelope),
+    )
+)]
 pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let result = async {
         if query_param(uri.query(), "user_id").is_none() {
@@ -55,6 +82,27 @@ fn member_usernames(value: Option<&Value>) -> Vec<String> {
 }
 
 /// `POST /chat/chatroom/`: create a group room with members.
+#[utoipa::path(
+    post,
+    path = "/chat/chatroom/",
+    operation_id = "create_room",
+    tag = "chat rooms",
+    summary = "Create a group room",
+    request_body(
+        description = "JSON, or form-encoded fields (`room_member` then names usernames).",
+        content(
+            (CreateRoomRequest = "application/json"),
+            (CreateRoomRequest = "application/x-www-form-urlencoded"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "The new room with its members.", body = RoomEnvelope),
+        (status = 400, description = "Empty body or not an object (`Body is empty or wrong \
+            format`), no `room_name` (`Attribute/s room_name missing`), or the name is taken.",
+            body = ChatErrorEnvelope),
+        (status = 500, description = "Unexpected failure.", body = ChatErrorEnvelope),
+    )
+)]
 pub async fn create(State(state): State<AppState>, headers: HeaderMap, raw: Bytes) -> Response {
     let result = async {
         let fields = body::chat_object(&headers, &raw).map_err(ChatError::bad_request)?;
@@ -75,6 +123,32 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, raw: Byte
 
 /// `GET /chat/chatroom/<id>/`: a group room; with `?user_id=N`, any room N
 /// is in, with its members.
+#[utoipa::path(
+    get,
+    path = "/chat/chatroom/{id}/",
+    operation_id = "get_room",
+    tag = "chat rooms",
+    summary = "Get a room",
+    description = "Without `user_id`: `{id, room_name}` of a group room (a direct room is a \
+        404). With `user_id`: the room object if that user is a current member, else 404.",
+    params(
+        ("id" = i64, Path, description = "The room's id (anything else is a 404)."),
+        ("user_id" = Option<i64>, Query, minimum = 1,
+            description = "The acting user; switches the answer to the room with its members."),
+    ),
+    responses(
+        (status = 200, description = "The room.", body = RoomOrSummaryEnvelope),
+        (status = 400, description = "`user_id` is not a positive integer.",
+            body = ChatErrorEnvelope),
+        (status = 401, description = "Only with `--legacy-identity=false`: no valid bearer token.",
+            body = ChatErrorEnvelope),
+        (status = 403, description = "Only with `--legacy-identity=false`: `user_id` is not the \
+            token's user.", body = ChatErrorEnvelope),
+        (status = 404, description = "Unknown room, a direct room without `user_id`, unknown \
+            user, or not a member.", body = ChatErrorEnvelope),
+        (status = 500, description = "Unexpected failure.", body = ChatErrorEnvelope),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -103,6 +177,29 @@ pub async fn get(
 }
 
 /// `PUT /chat/chatroom/<id>/?user_id=N`: join.
+#[utoipa::path(
+    put,
+    path = "/chat/chatroom/{id}/",
+    operation_id = "join_room",
+    tag = "chat rooms",
+    summary = "Join a room",
+    description = "A new membership starts (membership history is kept).",
+    params(
+        ("id" = i64, Path, description = "The room's id (anything else is a 404)."),
+        ("user_id" = i64, Query, minimum = 1, description = "The user who joins."),
+    ),
+    responses(
+        (status = 200, description = "Joined (no `data`).", body = ChatOk),
+        (status = 400, description = "No or bad `user_id`, already a member, or a direct room \
+            (`Can't join a private chat`).", body = ChatErrorEnvelope),
+        (status = 401, description = "Only with `--legacy-identity=false`: no valid bearer token.",
+            body = ChatErrorEnvelope),
+        (status = 403, description = "Only with `--legacy-identity=false`: `user_id` is not the \
+            token's user.", body = ChatErrorEnvelope),
+        (status = 404, description = "Unknown room or user.", body = ChatErrorEnvelope),
+        (status = 500, description = "Unexpected failure.", body = ChatErrorEnvelope),
+    )
+)]
 pub async fn join(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -124,6 +221,29 @@ pub async fn join(
 
 /// `DELETE /chat/chatroom/<id>/?user_id=N`: leave; the last member leaving
 /// deletes the room.
+#[utoipa::path(
+    delete,
+    path = "/chat/chatroom/{id}/",
+    operation_id = "leave_room",
+    tag = "chat rooms",
+    summary = "Leave a room",
+    description = "The membership ends. When the last member leaves, the room is deleted.",
+    params(
+        ("id" = i64, Path, description = "The room's id (anything else is a 404)."),
+        ("user_id" = i64, Query, minimum = 1, description = "The user who leaves."),
+    ),
+    responses(
+        (status = 204, description = "Left; no body."),
+        (status = 400, description = "No or bad `user_id`, or not a member.",
+            body = ChatErrorEnvelope),
+        (status = 401, description = "Only with `--legacy-identity=false`: no valid bearer token.",
+            body = ChatErrorEnvelope),
+        (status = 403, description = "Only with `--legacy-identity=false`: `user_id` is not the \
+            token's user.", body = ChatErrorEnvelope),
+        (status = 404, description = "Unknown room or user.", body = ChatErrorEnvelope),
+        (status = 500, description = "Unexpected failure.", body = ChatErrorEnvelope),
+    )
+)]
 pub async fn leave(
     State(state): State<AppState>,
     Path(id): Path<String>,

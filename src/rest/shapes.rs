@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use entity::{message, room};
 use sea_orm::ConnectionTrait;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::reply::{iso, plain};
 use crate::{
@@ -16,17 +17,28 @@ use crate::{
     error::AppResult,
 };
 
-#[derive(Serialize)]
+/// A user's profile, nested in the user object.
+#[derive(Serialize, ToSchema)]
 pub struct LegacyProfile {
+    /// The profile's id.
+    #[schema(example = 3)]
     pub id: i64,
+    /// The user's id.
+    #[schema(example = 3)]
     pub user: i64,
+    #[schema(value_type = super::openapi::ProfileStatus)]
     pub status: &'static str,
+    /// At most 255 characters, or null.
+    #[schema(required = true, max_length = 255)]
     pub status_msg: Option<String>,
 }
 
-#[derive(Serialize)]
+/// A user (never with its password, in any form).
+#[derive(Serialize, ToSchema)]
 pub struct LegacyUser {
+    #[schema(example = 3)]
     pub id: i64,
+    #[schema(example = "user_3")]
     pub username: String,
     pub first_name: String,
     pub last_name: String,
@@ -34,7 +46,11 @@ pub struct LegacyUser {
     pub is_active: bool,
     pub is_staff: bool,
     pub is_superuser: bool,
+    /// `YYYY-MM-DD HH:MM:SS` in UTC, or null.
+    #[schema(required = true, example = "2026-11-29 10:00:00")]
     pub last_login: Option<String>,
+    /// ISO 8601 in UTC with microseconds and `Z`.
+    #[schema(format = DateTime, example = "2026-11-29T10:00:00.123456Z")]
     pub date_joined: String,
     pub profile: LegacyProfile,
 }
@@ -63,14 +79,19 @@ impl From<&UserRecord> for LegacyUser {
     }
 }
 
-#[derive(Serialize, Clone)]
+/// A user named by username.
+#[derive(Serialize, Clone, ToSchema)]
 pub struct Username {
+    #[schema(example = "user_7")]
     pub username: String,
 }
 
-#[derive(Serialize)]
+/// A room without its members.
+#[derive(Serialize, ToSchema)]
 pub struct RoomSummary {
+    #[schema(example = 1)]
     pub id: i64,
+    #[schema(example = "family")]
     pub room_name: String,
 }
 
@@ -83,9 +104,13 @@ impl From<&room::Model> for RoomSummary {
     }
 }
 
-#[derive(Serialize)]
+/// A room with its current members (joined and not left), ordered by user
+/// id. A direct room is named `"<lower id's username> - <higher id's username>"`.
+#[derive(Serialize, ToSchema)]
 pub struct LegacyRoom {
+    #[schema(example = 1)]
     pub id: i64,
+    #[schema(example = "family")]
     pub room_name: String,
     pub room_member: Vec<Username>,
 }
@@ -114,16 +139,24 @@ pub async fn rooms_with_members(
         .collect())
 }
 
-#[derive(Serialize, Clone)]
+/// One current membership of a message's sender.
+#[derive(Serialize, Clone, ToSchema)]
 pub struct SenderMembership {
+    /// The membership's id.
+    #[schema(example = 12)]
     pub id: i64,
+    /// ISO 8601 in UTC with microseconds and `Z`.
+    #[schema(format = DateTime, example = "2026-11-29T10:00:00.123456Z")]
     pub date_joined: String,
     pub user: Username,
 }
 
-#[derive(Serialize, Clone)]
+/// The sender of a message (`msg_from`), with their current memberships.
+#[derive(Serialize, Clone, ToSchema)]
 pub struct Sender {
+    #[schema(example = 9)]
     pub id: i64,
+    #[schema(example = "user_9")]
     pub username: String,
     pub chat_room: Vec<SenderMembership>,
 }
@@ -169,12 +202,21 @@ pub async fn senders(
         .collect())
 }
 
-#[derive(Serialize)]
+/// A message as listed in a room.
+#[derive(Serialize, ToSchema)]
 pub struct RoomMessage {
+    #[schema(example = 41)]
     pub id: i64,
+    #[schema(example = "hi fam")]
     pub text: String,
+    /// ISO 8601 in UTC with microseconds and `Z`.
+    #[schema(format = DateTime, example = "2026-11-29T10:00:00.123456Z")]
     pub sent_at: String,
+    /// The room's id.
+    #[schema(example = 1)]
     pub room: i64,
+    /// The sender; null once the sender's account is deleted.
+    #[schema(required = true)]
     pub msg_from: Option<Sender>,
 }
 
@@ -196,7 +238,8 @@ pub async fn room_messages(
         .collect())
 }
 
-#[derive(Serialize)]
+/// A room object with messages, oldest first.
+#[derive(Serialize, ToSchema)]
 pub struct RoomWithMessages {
     #[serde(flatten)]
     pub room: LegacyRoom,
@@ -204,12 +247,18 @@ pub struct RoomWithMessages {
 }
 
 /// A message as a task's result: with its whole room.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TaskMessage {
+    #[schema(example = 41)]
     pub id: i64,
+    #[schema(example = "hi fam")]
     pub text: String,
+    /// ISO 8601 in UTC with microseconds and `Z`.
+    #[schema(format = DateTime, example = "2026-11-29T10:00:00.123456Z")]
     pub sent_at: String,
     pub room: LegacyRoom,
+    /// The sender; null once the sender's account is deleted.
+    #[schema(required = true)]
     pub msg_from: Option<Sender>,
 }
 

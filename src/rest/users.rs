@@ -13,6 +13,10 @@ use serde_json::{Map, Value};
 use super::{
     body::{self, BodyError},
     identity::query_param,
+    openapi::{
+        CreateUserRequest, Detail, PatchUserRequest, ProfileStatus, ReplaceUserRequest,
+        UserFieldErrors, UsersBadRequest, UsersServerError,
+    },
     reply::{UsersError, json_bytes, json_value},
     shapes::LegacyUser,
 };
@@ -30,6 +34,29 @@ fn user_id(raw: &str) -> Result<i64, UsersError> {
 }
 
 /// `GET /users/`: every user, by id, with exact-match filters.
+#[utoipa::path(
+    get,
+    path = "/users/",
+    operation_id = "list_users",
+    tag = "users",
+    summary = "List users",
+    description = "Every user, ordered by id, with exact-match filters (an empty filter is \
+        ignored). Served from the user-list cache, never staler than the last completed write.",
+    params(
+        ("id" = Option<i64>, Query, description = "Exact user id."),
+        ("username" = Option<String>, Query, description = "Exact username."),
+        ("first_name" = Option<String>, Query, description = "Exact first name."),
+        ("last_name" = Option<String>, Query, description = "Exact last name."),
+        ("profile__status" = Option<ProfileStatus>, Query, description = "Exact profile status."),
+    ),
+    responses(
+        (status = 200, description = "The users, ordered by id.", body = Vec<LegacyUser>),
+        (status = 400, description = "A filter is not valid (`id` not a number, an unknown \
+            `profile__status`).", body = UserFieldErrors,
+            example = json!({"id": ["Enter a number."]})),
+        (status = 500, description = "Unexpected failure.", body = UsersServerError),
+    )
+)]
 pub async fn list(State(state): State<AppState>, uri: Uri) -> Response {
     let query = uri.query();
     let mut errors = FieldErrors::new();
@@ -201,6 +228,27 @@ where
 }
 
 /// `POST /users/`.
+#[utoipa::path(
+    post,
+    path = "/users/",
+    operation_id = "create_user",
+    tag = "users",
+    summary = "Create a user",
+    request_body(
+        description = "JSON, or form-encoded fields (`profile.status=Busy` for the profile).",
+        content(
+            (CreateUserRequest = "application/json"),
+            (CreateUserRequest = "application/x-www-form-urlencoded"),
+        ),
+    ),
+    responses(
+        (status = 201, description = "Created.", body = LegacyUser),
+        (status = 400, description = "Invalid: every bad field listed (no body: every \
+            required field missing); a body that is not JSON is a `detail`.",
+            body = UsersBadRequest),
+        (status = 500, description = "Unexpected failure.", body = UsersServerError),
+    )
+)]
 pub async fn create(State(state): State<AppState>, headers: HeaderMap, raw: Bytes) -> Response {
     let accounts = state.accounts.clone();
     match write_user(&headers, &raw, WriteMode::Create, |input| async move {
@@ -214,6 +262,20 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, raw: Byte
 }
 
 /// `GET /users/<id>/`.
+#[utoipa::path(
+    get,
+    path = "/users/{id}/",
+    operation_id = "get_user",
+    tag = "users",
+    summary = "Get a user",
+    params(("id" = i64, Path, description = "The user's id (anything else is a 404).")),
+    responses(
+        (status = 200, description = "The user.", body = LegacyUser),
+        (status = 404, description = "Unknown user.", body = Detail,
+            example = json!({"detail": "Not found."})),
+        (status = 500, description = "Unexpected failure.", body = UsersServerError),
+    )
+)]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let result = async {
         let id = user_id(&id)?;
@@ -278,6 +340,35 @@ async fn update(
 }
 
 /// `PUT /users/<id>/`: full update (`password` optional).
+#[utoipa::path(
+    put,
+    path = "/users/{id}/",
+    operation_id = "replace_user",
+    tag = "users",
+    summary = "Replace a user",
+    description = "Full update, nested `profile` included; the same body rules as creating, \
+        `password` optional.",
+    params(("id" = i64, Path, description = "The user's id (anything else is a 404).")),
+    request_body(
+        description = "JSON, or form-encoded fields (`profile.status=Busy` for the profile).",
+        content(
+            (ReplaceUserRequest = "application/json"),
+            (ReplaceUserRequest = "application/x-www-form-urlencoded"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Updated.", body = LegacyUser),
+        (status = 400, description = "Invalid: every bad field listed; a body that is not JSON \
+            is a `detail`.", body = UsersBadRequest),
+        (status = 401, description = "Only with `--legacy-identity=false`: no valid bearer token.",
+            body = Detail),
+        (status = 403, description = "Only with `--legacy-identity=false`: not the account's owner.",
+            body = Detail),
+        (status = 404, description = "Unknown user (before any validation).", body = Detail,
+            example = json!({"detail": "Not found."})),
+        (status = 500, description = "Unexpected failure.", body = UsersServerError),
+    )
+)]
 pub async fn replace(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -288,6 +379,33 @@ pub async fn replace(
 }
 
 /// `PATCH /users/<id>/`: any subset of fields.
+#[utoipa::path(
+    patch,
+    path = "/users/{id}/",
+    operation_id = "patch_user",
+    tag = "users",
+    summary = "Update part of a user",
+    params(("id" = i64, Path, description = "The user's id (anything else is a 404).")),
+    request_body(
+        description = "JSON, or form-encoded fields (`profile.status=Busy` for the profile).",
+        content(
+            (PatchUserRequest = "application/json"),
+            (PatchUserRequest = "application/x-www-form-urlencoded"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Updated.", body = LegacyUser),
+        (status = 400, description = "Invalid: every bad field listed; a body that is not JSON \
+            is a `detail`.", body = UsersBadRequest),
+        (status = 401, description = "Only with `--legacy-identity=false`: no valid bearer token.",
+            body = Detail),
+        (status = 403, description = "Only with `--legacy-identity=false`: not the account's owner.",
+            body = Detail),
+        (status = 404, description = "Unknown user (before any validation).", body = Detail,
+            example = json!({"detail": "Not found."})),
+        (status = 500, description = "Unexpected failure.", body = UsersServerError),
+    )
+)]
 pub async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -298,6 +416,25 @@ pub async fn patch(
 }
 
 /// `DELETE /users/<id>/`: 204; memberships end, messages stay.
+#[utoipa::path(
+    delete,
+    path = "/users/{id}/",
+    operation_id = "delete_user",
+    tag = "users",
+    summary = "Delete a user",
+    description = "The user's memberships end; their messages stay, with the sender shown as null.",
+    params(("id" = i64, Path, description = "The user's id (anything else is a 404).")),
+    responses(
+        (status = 204, description = "Deleted; no body."),
+        (status = 401, description = "Only with `--legacy-identity=false`: no valid bearer token.",
+            body = Detail),
+        (status = 403, description = "Only with `--legacy-identity=false`: not the account's owner.",
+            body = Detail),
+        (status = 404, description = "Unknown user.", body = Detail,
+            example = json!({"detail": "Not found."})),
+        (status = 500, description = "Unexpected failure.", body = UsersServerError),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,

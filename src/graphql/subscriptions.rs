@@ -1,0 +1,352 @@
+//! Subscriptions: push instead of polling.
+//!
+//! Every stream reads the event bus (new messages carry the whole message,
+//! so pushing costs no query) and re-reads the database periodically and
+//! whenever it lagged behind the bus, so a dropped event delays a message but
+//! never loses it; what was already delivered is never sent twice.
+
+use std::{
+    collections::{BTreeSet, HashSet, VecDeque},
+    time::Duration,
+};
+
+use async_graphql::{Context, ErrorExtensions, ID, Result, ResultExt, Subscription};
+use entity::task::TaskState;
+use futures::Stream;
+use sea_orm::DatabaseConnection;
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use super::{ContextExt, messages::Message, rooms::require_member, tasks::Task, users::parse_id};
+use crate::{
+    domain::{messages, pagination, rooms, tasks},
+    error::AppError,
+    events::Event,
+};
+
+/// How often live subscriptions re-read the database, and other settings.
+#[derive(Debug, Clone, Copy)]
+pub struct SubscriptionSettings {
+    pub recheck: Duration,
+}
+
+/// Most messages one re-read delivers (the rest come with the next one).
+const RECHECK_BATCH: u64 = 500;
+/// Delivered ids remembered per subscription before the oldest are folded
+/// into the floor.
+const DELIVERED_MAX: usize = 10_000;
+
+#[derive(Default)]
+pub struct Subscription;
+
+/// What the unread stream waits for next.
+enum Wake {
+    Event(Event),
+    Lagged,
+    Tick,
+    Closed,
+}
+
+async fn next_wake(
+    events: &mut broadcast::Receiver<Event>,
+    ticker: &mut tokio::time::Interval,
+) -> Wake {
+    tokio::select! {
+        received = events.recv() => match received {
+            Ok(event) => Wake::Event(event),
+            Err(RecvError::Lagged(_)) => Wake::Lagged,
+            Err(RecvError::Closed) => Wake::Closed,
+        },
+        _ = ticker.tick() => Wake::Tick,
+    }
+}
+
+/// The unread stream's memory: what it delivered, and the rooms it watches.
+struct UnreadState {
+    db: DatabaseConnection,
+    viewer: i64,
+    /// Every message id at or below the floor counts as delivered.
+    floor: i64,
+    delivered: BTreeSet<i64>,
+    rooms: HashSet<i64>,
+}
+
+impl UnreadState {
+    fn deliverable(&self, id: i64) -> bool {
+        id > self.floor && !self.delivered.contains(&id)
+    }
+
+    fn mark(&mut self, id: i64) {
+        self.delivered.insert(id);
+        while self.delivered.len() > DELIVERED_MAX {
+            if let Some(oldest) = self.delivered.pop_first() {
+                self.floor = self.floor.max(oldest);
+            }
+        }
+    }
+
+    async fn refresh_rooms(&mut self) -> Result<(), AppError> {
+        self.rooms = rooms::list_for_user(&self.db, self.viewer)
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        Ok(())
+    }
+
+    /// Unread messages not delivered yet, from the database.
+    async fn recheck(&mut self) -> Result<Vec<entity::message::Model>, AppError> {
+        let found =
+            messages::unread_since(&self.db, self.viewer, self.floor, RECHECK_BATCH).await?;
+        let fresh: Vec<_> = found
+            .into_iter()
+            .filter(|m| self.deliverable(m.id))
+            .collect();
+        for m in &fresh {
+            self.mark(m.id);
+        }
+        Ok(fresh)
+    }
+}
+
+/// The state of an unread stream between two items.
+struct UnreadStream {
+    state: UnreadState,
+    pending: VecDeque<entity::message::Model>,
+    events: broadcast::Receiver<Event>,
+    ticker: tokio::time::Interval,
+}
+
+impl UnreadStream {
+    async fn next(mut self) -> Option<(Message, Self)> {
+        loop {
+            if let Some(message) = self.pending.pop_front() {
+                return Some((Message(message), self));
+            }
+            let recheck = match next_wake(&mut self.events, &mut self.ticker).await {
+                Wake::Event(Event::MessageStored { message }) => {
+                    let state = &mut self.state;
+                    if message.sender_id != Some(state.viewer)
+                        && state.rooms.contains(&message.room_id)
+                        && state.deliverable(message.id)
+                    {
+                        state.mark(message.id);
+                        self.pending.push_back(message.into());
+                    }
+                    false
+                }
+                Wake::Event(Event::MembershipChanged { user_id, .. }) => {
+                    user_id == self.state.viewer
+                }
+                Wake::Event(Event::TaskUpdated { .. }) => false,
+                Wake::Lagged | Wake::Tick => true,
+                Wake::Closed => return None,
+            };
+            if recheck {
+                // A failed re-read is retried at the next tick.
+                if self.state.refresh_rooms().await.is_ok()
+                    && let Ok(missed) = self.state.recheck().await
+                {
+                    self.pending.extend(missed);
+                }
+            }
+        }
+    }
+}
+
+/// A ticker that first fires one period from now.
+fn ticker(period: Duration) -> tokio::time::Interval {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker
+}
+
+/// The state of a room stream between two items.
+struct RoomStream {
+    db: DatabaseConnection,
+    room: i64,
+    viewer: i64,
+    floor: i64,
+    delivered: BTreeSet<i64>,
+    pending: VecDeque<entity::message::Model>,
+    events: broadcast::Receiver<Event>,
+}
+
+impl RoomStream {
+    fn take(&mut self, message: entity::message::Model) {
+        if message.id > self.floor && self.delivered.insert(message.id) {
+            while self.delivered.len() > DELIVERED_MAX {
+                if let Some(oldest) = self.delivered.pop_first() {
+                    self.floor = self.floor.max(oldest);
+                }
+            }
+            self.pending.push_back(message);
+        }
+    }
+
+    async fn next(mut self) -> Option<(Message, Self)> {
+        loop {
+            if let Some(message) = self.pending.pop_front() {
+                return Some((Message(message), self));
+            }
+            match self.events.recv().await {
+                Ok(Event::MessageStored { message }) if message.room_id == self.room => {
+                    self.take(message.into());
+                }
+                Ok(Event::MembershipChanged { room_id, user_id })
+                    if room_id == self.room && user_id == self.viewer =>
+                {
+                    // Left (or the room is gone): the stream ends.
+                    if !rooms::is_member(&self.db, self.room, self.viewer)
+                        .await
+                        .unwrap_or(false)
+                    {
+                        return None;
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    let since = self.delivered.last().copied().unwrap_or(self.floor);
+                    if let Ok(missed) = messages::room_since(&self.db, self.room, since).await {
+                        for message in missed {
+                            self.take(message);
+                        }
+                    }
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+#[Subscription]
+impl Subscription {
+    /// The viewer's new unread messages, pushed as they are stored. With
+    /// `after` (the `cursor` of the last message received), first every
+    /// unread message stored since then, so a reconnecting client misses
+    /// nothing. Never delivers a message twice.
+    async fn unread_messages(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+    ) -> Result<impl Stream<Item = Message> + use<>> {
+        let viewer = ctx.viewer_id().await.extend()?;
+        let db = ctx.db().clone();
+        let settings = *ctx.data_unchecked::<SubscriptionSettings>();
+        // Subscribe before reading, so nothing falls between the two.
+        let events = ctx.events().subscribe();
+        let floor = match after {
+            Some(cursor) => pagination::decode_cursor("after", &cursor).extend()?,
+            // From now on: everything stored so far counts as delivered.
+            None => messages::latest_id(&db).await.extend()?.unwrap_or(0),
+        };
+        let mut state = UnreadState {
+            db,
+            viewer,
+            floor,
+            delivered: BTreeSet::new(),
+            rooms: HashSet::new(),
+        };
+        state.refresh_rooms().await.extend()?;
+        let pending: VecDeque<_> = state.recheck().await.extend()?.into();
+        let stream = UnreadStream {
+            state,
+            pending,
+            events,
+            ticker: ticker(settings.recheck),
+        };
+        Ok(futures::stream::unfold(stream, UnreadStream::next))
+    }
+
+    /// Messages stored in a room (the viewer's own included). Members only;
+    /// ends when the viewer leaves the room.
+    async fn room_messages(
+        &self,
+        ctx: &Context<'_>,
+        room_id: ID,
+    ) -> Result<impl Stream<Item = Message> + use<>> {
+        let room = parse_id("roomId", &room_id).extend()?;
+        rooms::get(ctx.db(), room).await.extend()?;
+        let viewer = require_member(ctx, room).await?;
+        let events = ctx.events().subscribe();
+        let db = ctx.db().clone();
+        let floor = messages::latest_id(&db).await.extend()?.unwrap_or(0);
+        let stream = RoomStream {
+            db,
+            room,
+            viewer,
+            floor,
+            delivered: BTreeSet::new(),
+            pending: VecDeque::new(),
+            events,
+        };
+        Ok(futures::stream::unfold(stream, RoomStream::next))
+    }
+
+    /// State changes of one task, starting with its current state; ends
+    /// after SUCCESS or FAILURE.
+    async fn task_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<impl Stream<Item = Task> + use<>> {
+        let task_id = uuid::Uuid::parse_str(id.as_str()).map_err(|_| {
+            AppError::field("id", format!("`{}` is not a task id", id.as_str())).extend()
+        })?;
+        let db = ctx.db().clone();
+        let settings = *ctx.data_unchecked::<SubscriptionSettings>();
+        let events = ctx.events().subscribe();
+        let current = tasks::get(&db, task_id).await.extend()?;
+        let stream = TaskStream {
+            db,
+            task_id,
+            next: Some(current),
+            last: None,
+            done: false,
+            events,
+            // Task updates are short-lived: re-read often.
+            ticker: ticker(settings.recheck.min(Duration::from_secs(1))),
+        };
+        Ok(futures::stream::unfold(stream, TaskStream::next))
+    }
+}
+
+struct TaskStream {
+    db: DatabaseConnection,
+    task_id: uuid::Uuid,
+    next: Option<entity::task::Model>,
+    last: Option<TaskState>,
+    done: bool,
+    events: broadcast::Receiver<Event>,
+    ticker: tokio::time::Interval,
+}
+
+impl TaskStream {
+    async fn next(mut self) -> Option<(Task, Self)> {
+        if self.done {
+            return None;
+        }
+        loop {
+            if let Some(task) = self.next.take()
+                && self.last != Some(task.state)
+            {
+                self.last = Some(task.state);
+                self.done = task.state.is_finished();
+                return Some((Task(task), self));
+            }
+            let reread = match next_wake(&mut self.events, &mut self.ticker).await {
+                Wake::Event(Event::TaskUpdated { task_id, .. }) => task_id == self.task_id,
+                Wake::Event(_) => false,
+                Wake::Lagged | Wake::Tick => true,
+                Wake::Closed => return None,
+            };
+            if reread {
+                match tasks::get(&self.db, self.task_id).await {
+                    Ok(task) => self.next = Some(task),
+                    // Purged: nothing more to report.
+                    Err(AppError::NotFound(_)) => return None,
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Subscriptions over websockets: both subprotocols, the graphql-transport-ws
+//! rules, unread messages (who gets what, resume with `after`, no
+//! duplicates), room messages, task updates, and delivery across instances.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{Backend, TestApp, spawn_app_with, start},
+    ws::{Next, Socket},
+};
+
+const TRANSPORT: &str = "graphql-transport-ws";
+const LEGACY: &str = "graphql-ws";
+const UNREAD: &str = "subscription($after: String) { unreadMessages(after: $after) {
+    id text cursor sender { username } room { name } } }";
+
+pub(crate) fn fast(config: &mut chat_gateway::config::Config) {
+    config.unread_recheck_secs = 1;
+    config.ws_init_timeout_secs = 1;
+    config.outbox_sweep_ms = 200;
+}
+
+async fn unread_socket(app: &TestApp, user: i64) -> Socket {
+    let mut socket = Socket::connect(app, TRANSPORT).await;
+    socket.init(json!({"userId": user})).await;
+    socket.subscribe("unread", UNREAD, json!({})).await;
+    // The subscription is live once the server has read its rooms; a round
+    // trip through ping/pong orders us after that.
+    socket.send(json!({"type": "ping"})).await;
+    let pong = socket.next().await;
+    assert_eq!(pong["type"], "pong", "{pong}");
+    socket
+}
+
+fn text_of(message: &Value) -> &str {
+    message["payload"]["data"]["unreadMessages"]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an unread message: {message}"))
+}
+
+async fn unread_messages_reach_members_only(app: TestApp) {
+    let room = app.create_room(1, "family", &["user_2"]).await;
+    let mut member = unread_socket(&app, 2).await;
+    let mut sender = unread_socket(&app, 1).await;
+    let mut outsider = unread_socket(&app, 3).await;
+
+    let task = app.send_group(1, room, "hi fam").await;
+    let pushed = member.next().await;
+    assert_eq!(pushed["type"], "next");
+    assert_eq!(pushed["id"], "unread");
+    assert_eq!(text_of(&pushed), "hi fam");
+    let node = &pushed["payload"]["data"]["unreadMessages"];
+    assert_eq!(node["sender"]["username"], "user_1");
+    assert_eq!(node["room"]["name"], "family");
+    assert!(node["cursor"].is_string());
+    assert_eq!(app.finished_task(&task).await["state"], "SUCCESS");
+
+    // Through at least one re-check: nothing for the sender or outsiders,
+    // and nothing twice for the member.
+    sender.quiet_for(Duration::from_millis(1500)).await;
+    outsider.quiet_for(Duration::from_millis(100)).await;
+    member.quiet_for(Duration::from_millis(100)).await;
+
+    // A first direct message creates a room the recipient was not in when
+    // subscribing: it arrives too.
+    app.send_direct(3, 2, "psst").await;
+    assert_eq!(text_of(&member.next().await), "psst");
+}
+
+async fn reconnecting_with_after_misses_nothing(app: TestApp) {
+    let room = app.create_room(1, "r", &["user_2"]).await;
+    let mut socket = unread_socket(&app, 2).await;
+    app.send_group(1, room, "one").await;
+    let first = socket.next().await;
+    let cursor = first["payload"]["data"]["unreadMessages"]["cursor"].clone();
+    drop(socket);
+
+    // Sent while the client was away.
+    for text in ["two", "three"] {
+        let task = app.send_group(1, room, text).await;
+        app.finished_task(&task).await;
+    }
+    let mut socket = Socket::connect(&app, TRANSPORT).await;
+    socket.init(json!({"userId": 2})).await;
+    socket
+        .subscribe("again", UNREAD, json!({"after": cursor}))
+        .await;
+    let texts: Vec<String> = vec![
+        text_of(&socket.next().await).to_owned(),
+        text_of(&socket.next().await).to_owned(),
+    ];
+    assert_eq!(texts, ["two", "three"]);
+    app.send_group(1, room, "four").await;
+    assert_eq!(text_of(&socket.next().await), "four");
+    socket.quiet_for(Duration::from_millis(1500)).await;
+}
+
+async fn legacy_graphql_ws_protocol(app: TestApp) {
+    let room = app.create_room(1, "r", &["user_4"]).await;
+    let mut socket = Socket::connect(&app, LEGACY).await;
+    socket
+        .send(json!({"type": "connection_init", "payload": {"userId": 4}}))
+        .await;
+    assert_eq!(socket.next().await["type"], "connection_ack");
+    socket
+        .send(json!({"id": "a", "type": "start", "payload": {"query": UNREAD}}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.send_group(1, room, "legacy hello").await;
+    let data = socket.next().await;
+    assert_eq!(data["type"], "data", "{data}");
+    assert_eq!(data["id"], "a");
+    assert_eq!(
+        data["payload"]["data"]["unreadMessages"]["text"],
+        "legacy hello"
+    );
+    socket.send(json!({"id": "a", "type": "stop"})).await;
+    let complete = socket.next().await;
+    assert_eq!(complete["type"], "complete");
+    assert_eq!(complete["id"], "a");
+}
+
+async fn transport_ws_rules(app: TestApp) {
+    // No connection_init in time: 4408.
+    let mut socket = Socket::connect(&app, TRANSPORT).await;
+    assert_eq!(socket.closed_with().await, Some(4408));
+
+    // Subscribe before the ack: 4401.
+    let mut socket = Socket::connect(&app, TRANSPORT).await;
+    socket.subscribe("1", UNREAD, json!({})).await;
+    assert_eq!(socket.closed_with().await, Some(4401));
+
+    // A refused identity: 4403.
+    let mut socket = Socket::connect(&app, TRANSPORT).await;
+    socket
+        .send(json!({"type": "connection_init", "payload": {"userId": 9999}}))
+        .await;
+    assert_eq!(socket.closed_with().await, Some(4403));
+    let mut socket = Socket::connect(&app, TRANSPORT).await;
+    socket
+        .send(json!({"type": "connection_init", "payload": {"authorization": "Bearer nope"}}))
+        .await;
+    assert_eq!(socket.closed_with().await, Some(4403));
+
+    // A second init: 4429.
+    let mut socket = Socket::connect(&app, TRANSPORT).await;
+    socket.init(json!({"userId": 1})).await;
+    socket
+        .send(json!({"type": "connection_init", "payload": {}}))
+        .await;
+    assert_eq!(socket.closed_with().await, Some(4429));
+
+    // A duplicate active id: 4409.
+    let mut socket = Socket::connect(&app, TRANSPORT).await;
+    socket.init(json!({"userId": 1})).await;
+    socket.subscribe("same", UNREAD, json!({})).await;
+    socket.subscribe("same", UNREAD, json!({})).await;
+    assert_eq!(socket.closed_with().await, Some(4409));
+
+    // Not a valid message: 4400.
+    for bad in [
+        "not json",
+        "{\"no\": \"type\"}",
+        "{\"type\": \"bogus\"}",
+        "{\"type\": \"subscribe\"}",
+    ] {
+        let mut socket = Socket::connect(&app, TRANSPORT).await;
+        socket.init(json!({"userId": 1})).await;
+        socket.send_raw(bad).await;
+        assert_eq!(socket.closed_with().await, Some(4400), "{bad}");
+    }
+}
+
+async fn operation_errors_keep_the_socket_open(app: TestApp) {
+    let mut socket = Socket::connect(&app, TRANSPORT).await;
+    socket.init(json!({})).await;
+
+    // Anonymous: unread messages are refused, clearly.
+    socket.subscribe("mine", UNREAD, json!({})).await;
+    let error = socket.next().await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["id"], "mine");
+    assert_eq!(error["payload"][0]["extensions"]["code"], "UNAUTHENTICATED");
+
+    // Invalid operation: an error for it.
+    socket
+        .subscribe("bad", "subscription { noSuchField }", json!({}))
+        .await;
+    let error = socket.next().await;
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["id"], "bad");
+
+    // Still open: ping, and queries work over the socket too.
+    socket
+        .send(json!({"type": "ping", "payload": {"n": 1}}))
+        .await;
+    let pong = socket.next().await;
+    assert_eq!(pong, json!({"type": "pong", "payload": {"n": 1}}));
+    socket
+        .subscribe("q", "{ users(first: 1) { totalCount } }", json!({}))
+        .await;
+    let next = socket.next().await;
+    assert_eq!(next["type"], "next");
+    assert_eq!(next["payload"]["data"]["users"]["totalCount"], 15);
+    assert_eq!(socket.next().await, json!({"type": "complete", "id": "q"}));
+}
+
+async fn room_messages_are_for_members(app: TestApp) {
+    let room = app.create_room(5, "r", &["user_6"]).await;
+    let query = "subscription($r: ID!) { roomMessages(roomId: $r) { text sender { username } } }";
+    let mut outsider = Socket::connect(&app, TRANSPORT).await;
+    outsider.init(json!({"userId": 7})).await;
+    outsider.subscribe("r", query, json!({"r": room})).await;
+    let refused = outsider.next().await;
+    assert_eq!(refused["type"], "error");
+    assert_eq!(refused["payload"][0]["extensions"]["code"], "FORBIDDEN");
+
+    let mut member = Socket::connect(&app, TRANSPORT).await;
+    member.init(json!({"userId": 5})).await;
+    member.subscribe("r", query, json!({"r": room})).await;
+    member.send(json!({"type": "ping"})).await;
+    assert_eq!(member.next().await["type"], "pong");
+    app.send_group(6, room, "from six").await;
+    app.send_group(5, room, "from five").await;
+    let mut texts = Vec::new();
+    for _ in 0..2 {
+        let next = member.next().await;
+        texts.push(
+            next["payload"]["data"]["roomMessages"]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    texts.sort();
+    assert_eq!(texts, ["from five", "from six"]);
+}
+
+async fn task_updates_until_finished(app: TestApp) {
+    let room = app.create_room(8, "r", &[]).await;
+    let query = "subscription($id: ID!) { taskUpdated(id: $id) { state error { kind } } }";
+    for (sender, expected) in [(8, "SUCCESS"), (9, "FAILURE")] {
+        let task = app.send_group(sender, room, "tracked").await;
+        let mut socket = Socket::connect(&app, TRANSPORT).await;
+        socket.init(json!({})).await;
+        socket.subscribe("t", query, json!({"id": task})).await;
+        let mut states = Vec::new();
+        loop {
+            let message = socket.next().await;
+            if message["type"] == "complete" {
+                break;
+            }
+            assert_eq!(message["type"], "next", "{message}");
+            states.push(
+                message["payload"]["data"]["taskUpdated"]["state"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        assert_eq!(
+            states.last().map(String::as_str),
+            Some(expected),
+            "{states:?}"
+        );
+        let mut sorted = states.clone();
+        sorted.dedup();
+        assert_eq!(sorted, states, "no state twice");
+    }
+    let mut socket = Socket::connect(&app, TRANSPORT).await;
+    socket.init(json!({})).await;
+    socket
+        .subscribe("t", query, json!({"id": uuid::Uuid::new_v4()}))
+        .await;
+    let error = socket.next().await;
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["payload"][0]["extensions"]["code"], "NOT_FOUND");
+}
+
+async fn websocket_also_on_graphql_ws_path(app: TestApp) {
+    let mut socket = Socket::connect_to(&app, "/graphql/ws", TRANSPORT).await;
+    socket.init(json!({"userId": 1})).await;
+    socket.send(json!({"type": "ping"})).await;
+    assert_eq!(socket.next().await["type"], "pong");
+}
+
+crate::scenarios!(
+    config = crate::subscriptions::fast;
+    unread_messages_reach_members_only,
+    reconnecting_with_after_misses_nothing,
+    legacy_graphql_ws_protocol,
+    transport_ws_rules,
+    operation_errors_keep_the_socket_open,
+    room_messages_are_for_members,
+    task_updates_until_finished,
+    websocket_also_on_graphql_ws_path,
+);
+
+/// Two gateways on one database: subscribe on one, send on the other. With
+/// Redis the message is pushed at once; without it, the periodic re-check
+/// delivers it.
+async fn across_instances(backend: Backend) {
+    let Some(a) = spawn_app_with(backend, |c| {
+        c.unread_recheck_secs = if c.redis_url.is_some() { 30 } else { 1 };
+    })
+    .await
+    else {
+        return;
+    };
+    let b = start(a.config.clone(), a.backend, None).await;
+    let room = a.create_room(1, "shared", &["user_2"]).await;
+    let mut socket = unread_socket(&a, 2).await;
+    b.send_group(1, room, "from the other instance").await;
+    let wait = Duration::from_secs(if a.config.redis_url.is_some() { 3 } else { 8 });
+    match socket.next_within(wait).await {
+        Next::Message(message) => assert_eq!(text_of(&message), "from the other instance"),
+        other => panic!("nothing arrived within {wait:?}: {other:?}"),
+    }
+    socket.quiet_for(Duration::from_millis(1200)).await;
+}
+
+mod across {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::across_instances(crate::helpers::Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::across_instances(crate::helpers::Backend::Postgres).await;
+    }
+}
