@@ -109,6 +109,7 @@ pub struct Delivery {
 /// The outer error is an infrastructure failure of the whole batch.
 pub async fn deliver_many(
     db: &DatabaseConnection,
+    events: &dyn crate::events::EventBus,
     deliveries: &[Delivery],
 ) -> AppResult<Vec<AppResult<message::Model>>> {
     let task_ids: Vec<Uuid> = deliveries.iter().map(|d| d.task_id).collect();
@@ -162,7 +163,8 @@ pub async fn deliver_many(
                 let key = rooms::direct_key(delivery.from, to);
                 match direct.get(&key) {
                     Some(&room) => Ok(room),
-                    None => match rooms::find_or_create_direct(db, delivery.from, to).await {
+                    None => match rooms::find_or_create_direct(db, events, delivery.from, to).await
+                    {
                         Ok(room) => {
                             direct.insert(key, room.id);
                             Ok(room.id)

@@ -20,7 +20,10 @@ use super::{
     pagination::{self, Page, PageRequest},
     users::{self, UserRecord},
 };
-use crate::error::{AppError, AppResult, is_unique_violation};
+use crate::{
+    error::{AppError, AppResult, is_unique_violation},
+    events::{Event, EventBus},
+};
 
 pub const NAME_MAX: usize = 255;
 
@@ -116,9 +119,10 @@ fn name_taken(name: &str) -> AppError {
 
 /// Create a group room with the named users as members (unknown usernames
 /// are ignored) plus `creator`, when given.
-#[tracing::instrument(skip(db, member_usernames))]
+#[tracing::instrument(skip(db, events, member_usernames))]
 pub async fn create(
     db: &DatabaseConnection,
+    events: &dyn EventBus,
     name: &str,
     member_usernames: &[String],
     creator: Option<i64>,
@@ -167,6 +171,7 @@ pub async fn create(
     })?;
     add_members(&txn, room.id, &member_ids).await?;
     txn.commit().await?;
+    joined(events, room.id, &member_ids);
     tracing::info!(
         room_id = room.id,
         members = member_ids.len(),
@@ -192,10 +197,18 @@ async fn add_members(db: &impl ConnectionTrait, room_id: i64, user_ids: &[i64]) 
     Ok(())
 }
 
+/// Tell live subscriptions that memberships changed.
+fn joined(events: &dyn EventBus, room_id: i64, user_ids: &[i64]) {
+    for &user_id in user_ids {
+        events.publish(Event::MembershipChanged { room_id, user_id });
+    }
+}
+
 /// Join a group room.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(skip(db, events))]
 pub async fn join(
     db: &DatabaseConnection,
+    events: &dyn EventBus,
     room_id: i64,
     user_id: i64,
 ) -> AppResult<membership::Model> {
@@ -210,7 +223,7 @@ pub async fn join(
     if is_member(db, room_id, user_id).await? {
         return Err(already());
     }
-    membership::ActiveModel {
+    let membership = membership::ActiveModel {
         room_id: Set(room_id),
         user_id: Set(user_id),
         joined_at: Set(now()),
@@ -225,7 +238,9 @@ pub async fn join(
         } else {
             e.into()
         }
-    })
+    })?;
+    joined(events, room_id, &[user_id]);
+    Ok(membership)
 }
 
 /// What leaving a room did.
@@ -236,8 +251,13 @@ pub struct Left {
 }
 
 /// Leave a room; the last member leaving deletes it.
-#[tracing::instrument(skip(db))]
-pub async fn leave(db: &DatabaseConnection, room_id: i64, user_id: i64) -> AppResult<Left> {
+#[tracing::instrument(skip(db, events))]
+pub async fn leave(
+    db: &DatabaseConnection,
+    events: &dyn EventBus,
+    room_id: i64,
+    user_id: i64,
+) -> AppResult<Left> {
     get(db, room_id).await?;
     if !users::exists(db, user_id).await? {
         return Err(AppError::NotFound("user"));
@@ -266,6 +286,7 @@ pub async fn leave(db: &DatabaseConnection, room_id: i64, user_id: i64) -> AppRe
         room::Entity::delete_by_id(room_id).exec(&txn).await?;
     }
     txn.commit().await?;
+    joined(events, room_id, &[user_id]);
     Ok(Left {
         room_deleted: remaining == 0,
     })
@@ -344,9 +365,10 @@ pub async fn current_pairs(
 /// The direct room of two users, created with both as members if it does not
 /// exist yet. Concurrent callers get the same room: the pair key is unique and
 /// the loser of the race reads the winner's room.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(skip(db, events))]
 pub async fn find_or_create_direct(
     db: &DatabaseConnection,
+    events: &dyn EventBus,
     from: i64,
     to: i64,
 ) -> AppResult<room::Model> {
@@ -377,6 +399,7 @@ pub async fn find_or_create_direct(
         Ok(Some(room_id)) => {
             add_members(&txn, room_id, &[a.user.id, b.user.id]).await?;
             txn.commit().await?;
+            joined(events, room_id, &[a.user.id, b.user.id]);
         }
         // Another sender created the pair's room first: use theirs.
         Ok(None) => txn.rollback().await?,
@@ -390,7 +413,9 @@ pub async fn find_or_create_direct(
             if let Some(room) = direct_room(db, from, to).await? {
                 return Ok(room);
             }
-            return create_direct_with_key_name(db, &key, a.user.id, b.user.id).await;
+            let room = create_direct_with_key_name(db, &key, a.user.id, b.user.id).await?;
+            joined(events, room.id, &[a.user.id, b.user.id]);
+            return Ok(room);
         }
         Err(e) => return Err(e),
     }

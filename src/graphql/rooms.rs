@@ -265,9 +265,15 @@ impl RoomMutation {
         #[graphql(default)] member_usernames: Vec<String>,
     ) -> Result<Room> {
         let viewer = ctx.viewer_id().await.extend()?;
-        let room = rooms::create(ctx.db(), &name, &member_usernames, Some(viewer))
-            .await
-            .extend()?;
+        let room = rooms::create(
+            ctx.db(),
+            ctx.events().as_ref(),
+            &name,
+            &member_usernames,
+            Some(viewer),
+        )
+        .await
+        .extend()?;
         Ok(Room(room))
     }
 
@@ -275,7 +281,9 @@ impl RoomMutation {
     async fn join_room(&self, ctx: &Context<'_>, room_id: ID) -> Result<Room> {
         let viewer = ctx.viewer_id().await.extend()?;
         let id = self::room_id(&room_id).extend()?;
-        rooms::join(ctx.db(), id, viewer).await.extend()?;
+        rooms::join(ctx.db(), ctx.events().as_ref(), id, viewer)
+            .await
+            .extend()?;
         Ok(Room(rooms::get(ctx.db(), id).await.extend()?))
     }
 
@@ -283,7 +291,9 @@ impl RoomMutation {
     async fn leave_room(&self, ctx: &Context<'_>, room_id: ID) -> Result<LeaveRoomPayload> {
         let viewer = ctx.viewer_id().await.extend()?;
         let id = self::room_id(&room_id).extend()?;
-        let left = rooms::leave(ctx.db(), id, viewer).await.extend()?;
+        let left = rooms::leave(ctx.db(), ctx.events().as_ref(), id, viewer)
+            .await
+            .extend()?;
         Ok(LeaveRoomPayload {
             room_id,
             room_deleted: left.room_deleted,

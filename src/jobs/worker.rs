@@ -129,7 +129,7 @@ pub async fn execute_batch(ctx: &JobContext, jobs: &[(Envelope, bool)]) -> Vec<O
         }
     }
     if !deliveries.is_empty() {
-        match messages::deliver_many(db, &deliveries).await {
+        match messages::deliver_many(db, ctx.events.as_ref(), &deliveries).await {
             Ok(outcomes) => {
                 for (slot, outcome) in delivery_slots.into_iter().zip(outcomes) {
                     results[slot] = Some(outcome.map(Some));

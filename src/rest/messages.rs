@@ -277,7 +277,14 @@ pub async fn room_history(
             .await
             .map_err(|_| ChatError::not_found("Room not found"))?;
         let history = messages::list_room(&state.db, room_id).await?;
-        let last = history.last().map(|m| m.id);
+        // Only queue the mark-seen when there is something to mark: a
+        // re-read costs one count, not a task.
+        let unseen = messages::unread_counts(&state.db, user, &[room_id])
+            .await?
+            .get(&room_id)
+            .copied()
+            .unwrap_or(0);
+        let last = history.last().map(|m| m.id).filter(|_| unseen > 0);
         let room = rooms_with_members(&state.db, &[room])
             .await?
             .pop()

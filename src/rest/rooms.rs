@@ -113,7 +113,7 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, raw: Byte
             Some(value) => body::text(value).map_err(|_| ChatError::bad_request(EMPTY_OR_WRONG))?,
         };
         let members = member_usernames(fields.get("room_member"));
-        let room = rooms::create(&state.db, &name, &members, None).await?;
+        let room = rooms::create(&state.db, state.events.as_ref(), &name, &members, None).await?;
         let mut data = rooms_with_members(&state.db, &[room]).await?;
         Ok::<_, ChatError>(chat_ok(data.pop()))
     }
@@ -209,7 +209,7 @@ pub async fn join(
     let result = async {
         let id = room_id(&id)?;
         let user = user_id_param(&state, &headers, uri.query()).await?;
-        rooms::join(&state.db, id, user).await?;
+        rooms::join(&state.db, state.events.as_ref(), id, user).await?;
         Ok::<_, ChatError>(json_value(
             StatusCode::OK,
             &json!({"status": 200, "message": "HTTP_200_OK"}),
@@ -253,7 +253,7 @@ pub async fn leave(
     let result = async {
         let id = room_id(&id)?;
         let user = user_id_param(&state, &headers, uri.query()).await?;
-        rooms::leave(&state.db, id, user).await?;
+        rooms::leave(&state.db, state.events.as_ref(), id, user).await?;
         Ok::<_, ChatError>(StatusCode::NO_CONTENT.into_response())
     }
     .await;

@@ -208,7 +208,7 @@ impl TestApp {
 
     /// The direct room of two users, created if needed; returns its id.
     pub async fn direct_room(&self, a: i64, b: i64) -> i64 {
-        chat_gateway::domain::rooms::find_or_create_direct(&self.db, a, b)
+        chat_gateway::domain::rooms::find_or_create_direct(&self.db, self.events.as_ref(), a, b)
             .await
             .expect("direct room")
             .id

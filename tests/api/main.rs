@@ -16,6 +16,7 @@ mod legacy_rest;
 mod messages;
 mod migrations;
 mod openapi;
+mod redis_server;
 mod rooms;
 mod subscriptions;
 mod tasks;

@@ -204,9 +204,10 @@ async fn concurrent_first_messages_make_one_direct_room(app: TestApp) {
     let mut tasks = Vec::new();
     for i in 0..8 {
         let db = app.db.clone();
+        let events = app.events.clone();
         let (a, b) = if i % 2 == 0 { (5, 8) } else { (8, 5) };
         tasks.push(tokio::spawn(async move {
-            chat_gateway::domain::rooms::find_or_create_direct(&db, a, b)
+            chat_gateway::domain::rooms::find_or_create_direct(&db, events.as_ref(), a, b)
                 .await
                 .map(|r| r.id)
         }));

@@ -332,3 +332,131 @@ mod across {
         super::across_instances(crate::helpers::Backend::Postgres).await;
     }
 }
+
+/// Joining and leaving take effect on a live subscription at once (the
+/// re-check is far away, so only the membership events can do it).
+async fn membership_changes_reach_live_subscriptions(app: TestApp) {
+    let room = app.create_room(1, "club", &[]).await;
+    let mut socket = unread_socket(&app, 4).await;
+    app.ok_as(
+        Some(4),
+        "mutation($r: ID!) { joinRoom(roomId: $r) { id } }",
+        json!({"r": room}),
+    )
+    .await;
+    app.send_group(1, room, "welcome").await;
+    match socket.next_within(Duration::from_secs(3)).await {
+        Next::Message(message) => assert_eq!(text_of(&message), "welcome"),
+        other => panic!("the new member got nothing: {other:?}"),
+    }
+    app.ok_as(
+        Some(4),
+        "mutation($r: ID!) { leaveRoom(roomId: $r) { roomDeleted } }",
+        json!({"r": room}),
+    )
+    .await;
+    let task = app.send_group(1, room, "after you left").await;
+    app.finished_task(&task).await;
+    socket.quiet_for(Duration::from_millis(800)).await;
+}
+
+mod live {
+    crate::scenarios!(
+        config = |c: &mut chat_gateway::config::Config| c.unread_recheck_secs = 30;
+        membership_changes_reach_live_subscriptions,
+    );
+    use super::*;
+}
+
+/// A `worker` process (its own event bus) stores the message; the gateway's
+/// subscriber gets it through Redis, long before any re-check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_separate_worker_publishes_through_redis() {
+    use chat_gateway::jobs::{
+        faktory::{FaktoryConfig, run_worker},
+        worker::JobContext,
+    };
+    if std::env::var("TEST_REDIS_URL").is_err() {
+        eprintln!("TEST_REDIS_URL is not set: cross-process events not tested");
+        return;
+    }
+    let server = crate::faktory_server::FaktoryServer::start(None).await;
+    let backend = if std::env::var("TEST_DATABASE_URL").is_ok() {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    };
+    let app = spawn_app_with(backend, |c| {
+        c.faktory_url = Some(server.url());
+        c.unread_recheck_secs = 60;
+        c.outbox_sweep_ms = 200;
+    })
+    .await
+    .unwrap();
+    // The worker process: its own connections, its own bus.
+    let config = app.config.clone();
+    let redis = chat_gateway::app::connect_redis(&config).await.unwrap();
+    let ctx = JobContext {
+        db: chat_gateway::db::connect(&config).await.unwrap().0,
+        events: chat_gateway::app::event_bus(&config, redis.as_ref()),
+    };
+    let faktory =
+        FaktoryConfig::from_url(&server.url(), "chat", Duration::from_secs(5), 3).unwrap();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(run_worker(
+        faktory,
+        ctx,
+        2,
+        stopping,
+        Duration::from_secs(2),
+    ));
+
+    let room = app.create_room(1, "r", &["user_2"]).await;
+    let mut socket = unread_socket(&app, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.send_group(1, room, "via the worker").await;
+    match socket.next_within(Duration::from_secs(5)).await {
+        Next::Message(message) => assert_eq!(text_of(&message), "via the worker"),
+        other => panic!("nothing arrived: {other:?}"),
+    }
+    let _ = stop.send(true);
+    let _ = worker.await;
+}
+
+/// Redis goes away mid-subscription and comes back: the periodic re-check
+/// still delivers, nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarts_mid_subscription() {
+    let Some(mut redis) = crate::redis_server::RedisServer::start() else {
+        eprintln!("no redis-server binary: Redis restart not tested");
+        return;
+    };
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.redis_url = Some(redis.url());
+        c.unread_recheck_secs = 1;
+    })
+    .await
+    .unwrap();
+    let room = app.create_room(1, "r", &["user_2"]).await;
+    let mut socket = unread_socket(&app, 2).await;
+    app.send_group(1, room, "before").await;
+    assert_eq!(text_of(&socket.next().await), "before");
+
+    redis.stop();
+    app.send_group(1, room, "while down").await;
+    match socket.next_within(Duration::from_secs(6)).await {
+        Next::Message(message) => assert_eq!(text_of(&message), "while down"),
+        other => panic!("the re-check did not deliver: {other:?}"),
+    }
+    redis.restart();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.send_group(1, room, "after").await;
+    match socket.next_within(Duration::from_secs(6)).await {
+        Next::Message(message) => assert_eq!(text_of(&message), "after"),
+        other => panic!("nothing after the restart: {other:?}"),
+    }
+    socket.quiet_for(Duration::from_millis(1500)).await;
+    // Lists still answer, from the database.
+    let response = app.client.get(app.url("/users/")).send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+}
