@@ -274,7 +274,14 @@ async fn upgrade(state: AppState, request: Request) -> Response {
     let identity = identity(&state, &parts.headers, &parts.uri);
     match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(upgrade) => {
-            let upgrade = upgrade.protocols([ws::TRANSPORT_WS, ws::LEGACY_WS]);
+            // Small buffers: tungstenite's defaults (128 KiB each way) would
+            // cost ~256 KiB per idle subscription; messages here are small
+            // and the buffers grow when one is not.
+            let upgrade = upgrade
+                .protocols([ws::TRANSPORT_WS, ws::LEGACY_WS])
+                .read_buffer_size(2 * 1024)
+                .write_buffer_size(4 * 1024)
+                .max_message_size(state.config.body_limit_bytes);
             let protocol =
                 ws::Protocol::from_name(upgrade.selected_protocol().and_then(|p| p.to_str().ok()));
             upgrade.on_upgrade(move |socket| ws::serve(socket, state, protocol, identity))

@@ -1,0 +1,15 @@
+-- wrk script: POST the JSON body in $BODY_FILE with X-User-Id $USER_ID.
+local f = assert(io.open(os.getenv("BODY_FILE"), "r"))
+wrk.body = f:read("*a")
+f:close()
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-User-Id"] = os.getenv("USER_ID") or "1"
+-- wrk reporting: one machine-readable line.
+done = function(summary, latency, requests)
+  io.write(string.format("WRK rps=%.0f p50_ms=%.2f p99_ms=%.2f errors=%d non2xx=%d\n",
+    summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status))
+end
