@@ -203,7 +203,12 @@ impl Application {
         };
 
         let lists = Arc::new(match &redis {
-            Some(connection) => UserListCache::redis(connection.clone(), &config.redis_key_prefix),
+            Some(connection) => match config.redis_url.as_deref().map(redis::Client::open) {
+                Some(Ok(client)) => {
+                    UserListCache::redis(client, connection.clone(), &config.redis_key_prefix)
+                }
+                _ => UserListCache::in_process_shared(db.clone()),
+            },
             None => UserListCache::in_process_shared(db.clone()),
         });
         let known_users = Arc::new(KnownUsers::new(std::time::Duration::from_secs(5)));

@@ -13,11 +13,13 @@ use std::{
     collections::HashMap,
     future::Future,
     sync::{
-        Mutex,
-        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
+
+use futures::StreamExt;
 
 use axum::body::Bytes;
 use entity::cache_version;
@@ -48,6 +50,10 @@ enum Versions {
     Redis {
         connection: ConnectionManager,
         prefix: String,
+        /// The version as last heard over pub/sub.
+        heard: Arc<AtomicU64>,
+        /// The pub/sub subscription is up: `heard` is current.
+        listening: Arc<AtomicBool>,
     },
 }
 
@@ -75,11 +81,26 @@ impl UserListCache {
         }
     }
 
-    pub fn redis(connection: ConnectionManager, prefix: &str) -> Self {
+    /// Versions in Redis. Every bump is also published; while this
+    /// instance's subscription is up, it knows the version without asking
+    /// (a list costs no round trip), and asks Redis on every read otherwise.
+    pub fn redis(client: redis::Client, connection: ConnectionManager, prefix: &str) -> Self {
+        let prefix = format!("{prefix}users:");
+        let heard = Arc::new(AtomicU64::new(0));
+        let listening = Arc::new(AtomicBool::new(false));
+        tokio::spawn(listen(
+            client,
+            connection.clone(),
+            prefix.clone(),
+            heard.clone(),
+            listening.clone(),
+        ));
         UserListCache {
             versions: Versions::Redis {
                 connection,
-                prefix: format!("{prefix}users:"),
+                prefix,
+                heard,
+                listening,
             },
             local: Mutex::new(HashMap::new()),
         }
@@ -98,7 +119,15 @@ impl UserListCache {
                     }
                 }
             }
-            Versions::Redis { connection, prefix } => {
+            Versions::Redis {
+                connection,
+                prefix,
+                heard,
+                listening,
+            } => {
+                if listening.load(Ordering::Acquire) {
+                    return Some(heard.load(Ordering::Acquire));
+                }
                 let mut connection = connection.clone();
                 let key = format!("{prefix}version");
                 match tokio::time::timeout(REDIS_TIMEOUT, connection.get::<_, Option<u64>>(key))
@@ -149,7 +178,10 @@ impl UserListCache {
         if let Some(bytes) = self.local_get(key, version) {
             return Ok(bytes);
         }
-        if let Versions::Redis { connection, prefix } = &self.versions {
+        if let Versions::Redis {
+            connection, prefix, ..
+        } = &self.versions
+        {
             let mut connection = connection.clone();
             let redis_key = format!("{prefix}v{version}:{key}");
             if let Ok(Ok(Some(bytes))) = tokio::time::timeout(
@@ -206,13 +238,29 @@ impl UserListCache {
                     tracing::error!(error = %e, "could not invalidate the user-list cache");
                 }
             }
-            Versions::Redis { connection, prefix } => {
+            Versions::Redis {
+                connection,
+                prefix,
+                heard,
+                ..
+            } => {
                 let mut connection = connection.clone();
                 let key = format!("{prefix}version");
-                match tokio::time::timeout(REDIS_TIMEOUT * 4, connection.incr::<_, _, u64>(key, 1))
-                    .await
-                {
-                    Ok(Ok(_)) => {}
+                let bump = async {
+                    seed_version(&mut connection, &key).await?;
+                    connection.incr::<_, _, u64>(&key, 1).await
+                };
+                match tokio::time::timeout(REDIS_TIMEOUT * 4, bump).await {
+                    Ok(Ok(version)) => {
+                        heard.fetch_max(version, Ordering::AcqRel);
+                        // Redis hands the message to every subscriber before
+                        // it answers us; the write answers after that.
+                        let _ = tokio::time::timeout(
+                            REDIS_TIMEOUT * 4,
+                            connection.publish::<_, _, ()>(format!("{prefix}bumps"), version),
+                        )
+                        .await;
+                    }
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "could not invalidate the user-list cache")
                     }
@@ -220,6 +268,59 @@ impl UserListCache {
                 }
             }
         }
+    }
+}
+
+/// Give a missing version counter a random start, so that versions after a
+/// Redis restart never repeat ones cached before it.
+async fn seed_version(connection: &mut ConnectionManager, key: &str) -> redis::RedisResult<()> {
+    let base = u64::from(rand::random::<u32>()) << 16;
+    redis::cmd("SET")
+        .arg(key)
+        .arg(base)
+        .arg("NX")
+        .query_async::<Option<String>>(connection)
+        .await
+        .map(|_| ())
+}
+
+/// Follow version bumps published by every instance.
+async fn listen(
+    client: redis::Client,
+    connection: ConnectionManager,
+    prefix: String,
+    heard: Arc<AtomicU64>,
+    listening: Arc<AtomicBool>,
+) {
+    let channel = format!("{prefix}bumps");
+    let key = format!("{prefix}version");
+    loop {
+        if let Ok(mut pubsub) = client.get_async_pubsub().await
+            && pubsub.subscribe(&channel).await.is_ok()
+        {
+            // Subscribed first, then read: no bump can fall in between.
+            let mut reader = connection.clone();
+            let current = async {
+                seed_version(&mut reader, &key).await?;
+                reader.get::<_, u64>(&key).await
+            };
+            if let Ok(Ok(current)) = tokio::time::timeout(REDIS_TIMEOUT, current).await {
+                // `store`, not `max`: after a Redis restart the counter
+                // starts again, from a new random base.
+                heard.store(current, Ordering::Release);
+                listening.store(true, Ordering::Release);
+                let mut bumps = pubsub.into_on_message();
+                while let Some(message) = bumps.next().await {
+                    if let Ok(version) = message.get_payload::<u64>() {
+                        heard.fetch_max(version, Ordering::AcqRel);
+                    }
+                }
+            }
+        }
+        // Lost (or never had) the subscription: ask Redis on every read
+        // until it is back.
+        listening.store(false, Ordering::Release);
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
