@@ -33,6 +33,7 @@ pub mod graphql;
 pub mod http;
 pub mod identity;
 pub mod jobs;
+pub mod metrics;
 pub mod rest;
 pub mod shutdown;
 pub mod telemetry;

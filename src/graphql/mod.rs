@@ -129,8 +129,30 @@ pub async fn execute(
     identity: Identity,
 ) -> async_graphql::Response {
     let (loaders, rounds) = loaders::per_request(db.clone());
+    let (kind, named) = operation_of(&request.query);
+    let name = request.operation_name.clone().or(named);
     let request = request.data(Viewer::new(identity)).data(loaders);
-    rounds.drive(schema.execute(request)).await
+    let started = std::time::Instant::now();
+    let response = rounds.drive(schema.execute(request)).await;
+    crate::metrics::graphql_operation(kind, name.as_deref(), started.elapsed());
+    response
+}
+
+/// The type (`query`, `mutation`, `subscription`) and name of the first
+/// operation in a document, for metrics: a cheap look at the text (the
+/// executor parses it properly).
+fn operation_of(query: &str) -> (&'static str, Option<String>) {
+    let body = query.trim_start();
+    let (kind, rest) = ["mutation", "subscription", "query"]
+        .into_iter()
+        .find_map(|kind| body.strip_prefix(kind).map(|rest| (kind, rest)))
+        .unwrap_or(("query", ""));
+    let name: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    (kind, Some(name).filter(|n| !n.is_empty()))
 }
 
 /// Execute one operation over a websocket: a stream of responses (one for

@@ -72,6 +72,21 @@ pub async fn execute(ctx: &JobContext, envelope: &Envelope, last_attempt: bool) 
 /// the whole batch: one outcome per job, in order.
 #[tracing::instrument(skip_all, fields(jobs = jobs.len()))]
 pub async fn execute_batch(ctx: &JobContext, jobs: &[(Envelope, bool)]) -> Vec<Outcome> {
+    let started = std::time::Instant::now();
+    let outcomes = run_batch(ctx, jobs).await;
+    let elapsed = started.elapsed();
+    for ((envelope, _), outcome) in jobs.iter().zip(&outcomes) {
+        let outcome = match outcome {
+            Outcome::Done => "success",
+            Outcome::Failed => "failure",
+            Outcome::Retry(_) => "retry",
+        };
+        crate::metrics::job(envelope.job.kind(), outcome, elapsed);
+    }
+    outcomes
+}
+
+async fn run_batch(ctx: &JobContext, jobs: &[(Envelope, bool)]) -> Vec<Outcome> {
     let db = &ctx.db;
     let ids: Vec<Uuid> = jobs.iter().map(|(e, _)| e.task_id).collect();
     let runnable: HashSet<Uuid> = match tasks::start_many(db, &ids).await {

@@ -113,7 +113,34 @@ async fn browsers_get_graphiql(app: TestApp) {
     assert!(html.to_lowercase().contains("graphiql"));
 }
 
+async fn metrics_count_requests_operations_and_jobs(app: TestApp) {
+    app.client.get(app.url("/users/5/")).send().await.unwrap();
+    app.ok("query Lookup { users { totalCount } }", json!({}))
+        .await;
+    let room = app.create_room(1, "r", &[]).await;
+    let task = app.send_group(1, room, "counted").await;
+    app.finished_task(&task).await;
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    for needle in [
+        "# TYPE http_request_duration_seconds histogram",
+        "route=\"/users/{id}/\",status=\"200\"",
+        "graphql_operation_duration_seconds_count{type=\"query\",operation=\"Lookup\"}",
+        "job_duration_seconds_count{kind=\"send_group_message\",outcome=\"success\"}",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+}
+
 crate::scenarios!(
+    metrics_count_requests_operations_and_jobs,
     probes_report_health_and_readiness,
     responses_carry_a_request_id,
     oversized_bodies_are_refused,

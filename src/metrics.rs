@@ -1,0 +1,172 @@
+//! Prometheus metrics: HTTP requests per route, GraphQL operations, jobs.
+//!
+//! A small registry of counters and latency histograms, rendered in the
+//! Prometheus text format at `/metrics`. Labels are bounded: routes are the
+//! router's path patterns (never raw paths), operation names are cut to 64
+//! characters and capped in number.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write,
+    sync::{Mutex, OnceLock},
+    time::Duration,
+};
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+/// Distinct label sets kept per metric at most.
+const MAX_SERIES: usize = 2_000;
+
+#[derive(Default, Clone)]
+struct Histogram {
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (bucket, bound) in self.buckets.iter_mut().zip(BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    http: BTreeMap<(String, String, u16), Histogram>,
+    graphql: BTreeMap<(String, String), Histogram>,
+    jobs: BTreeMap<(String, String), Histogram>,
+}
+
+fn registry() -> &'static Mutex<Registry> {
+    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+fn observe<K: Ord>(map: &mut BTreeMap<K, Histogram>, key: K, elapsed: Duration) {
+    if map.len() >= MAX_SERIES && !map.contains_key(&key) {
+        return;
+    }
+    map.entry(key).or_default().observe(elapsed.as_secs_f64());
+}
+
+/// One HTTP request, by method, route pattern and status.
+pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    if let Ok(mut registry) = registry().lock() {
+        observe(
+            &mut registry.http,
+            (method.to_owned(), route.to_owned(), status),
+            elapsed,
+        );
+    }
+}
+
+/// One GraphQL operation, by type and name.
+pub fn graphql_operation(kind: &str, name: Option<&str>, elapsed: Duration) {
+    let name: String = name.unwrap_or("anonymous").chars().take(64).collect();
+    if let Ok(mut registry) = registry().lock() {
+        observe(&mut registry.graphql, (kind.to_owned(), name), elapsed);
+    }
+}
+
+/// One job run, by kind and outcome (`success`, `failure`, `retry`).
+pub fn job(kind: &str, outcome: &str, elapsed: Duration) {
+    if let Ok(mut registry) = registry().lock() {
+        observe(
+            &mut registry.jobs,
+            (kind.to_owned(), outcome.to_owned()),
+            elapsed,
+        );
+    }
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn render_histograms<K>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    series: &BTreeMap<K, Histogram>,
+    labels: impl Fn(&K) -> String,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (key, histogram) in series {
+        let labels = labels(key);
+        for (bound, count) in BUCKETS.iter().zip(histogram.buckets) {
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels},le=\"+Inf\"}} {}",
+            histogram.count
+        );
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", histogram.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", histogram.count);
+    }
+}
+
+/// Everything, in the Prometheus text format.
+pub fn render() -> String {
+    let mut out = String::new();
+    let Ok(registry) = registry().lock() else {
+        return out;
+    };
+    render_histograms(
+        &mut out,
+        "http_request_duration_seconds",
+        "HTTP requests by method, route and status, and their latency.",
+        &registry.http,
+        |(method, route, status)| {
+            format!(
+                "method=\"{}\",route=\"{}\",status=\"{status}\"",
+                escape(method),
+                escape(route)
+            )
+        },
+    );
+    render_histograms(
+        &mut out,
+        "graphql_operation_duration_seconds",
+        "GraphQL operations by type and name, and their latency.",
+        &registry.graphql,
+        |(kind, name)| format!("type=\"{}\",operation=\"{}\"", escape(kind), escape(name)),
+    );
+    render_histograms(
+        &mut out,
+        "job_duration_seconds",
+        "Background jobs by kind and outcome, and their latency.",
+        &registry.jobs,
+        |(kind, outcome)| format!("kind=\"{}\",outcome=\"{}\"", escape(kind), escape(outcome)),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        http_request("GET", "/users/{id}", 200, Duration::from_millis(3));
+        job("send_group_message", "success", Duration::from_millis(12));
+        let text = render();
+        assert!(text.contains("# TYPE http_request_duration_seconds histogram"));
+        assert!(text.contains(
+            "http_request_duration_seconds_count{method=\"GET\",route=\"/users/{id}\",status=\"200\"}"
+        ));
+        assert!(text.contains("job_duration_seconds_bucket{kind=\"send_group_message\",outcome=\"success\",le=\"0.025\"}"));
+    }
+}
