@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet};
 use entity::{membership, room, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
-    TransactionTrait,
+    EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    RelationTrait, Select, TransactionTrait,
 };
 
 use super::{
@@ -522,6 +522,32 @@ pub async fn members_of_rooms(
         }
     }
     Ok(members)
+}
+
+/// Usernames of each room's current members, ordered by user id, in one
+/// statement.
+pub async fn member_names(
+    db: &impl ConnectionTrait,
+    room_ids: &[i64],
+) -> AppResult<HashMap<i64, Vec<String>>> {
+    if room_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(i64, String)> = current_memberships()
+        .select_only()
+        .column(membership::Column::RoomId)
+        .column(user::Column::Username)
+        .join(JoinType::InnerJoin, membership::Relation::User.def())
+        .filter(membership::Column::RoomId.is_in(room_ids.iter().copied()))
+        .order_by_asc(membership::Column::UserId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut names: HashMap<i64, Vec<String>> = HashMap::new();
+    for (room, name) in rows {
+        names.entry(room).or_default().push(name);
+    }
+    Ok(names)
 }
 
 /// Membership history of each room (current and past), oldest first.

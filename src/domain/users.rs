@@ -312,6 +312,19 @@ pub async fn load_many(
         .collect())
 }
 
+/// Usernames by id, in one statement.
+pub async fn usernames(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<HashMap<i64, String>> {
+    let rows: Vec<(i64, String)> = user::Entity::find()
+        .select_only()
+        .column(user::Column::Id)
+        .column(user::Column::Username)
+        .filter(user::Column::Id.is_in(ids.iter().copied()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
 pub async fn get(db: &impl ConnectionTrait, id: i64) -> AppResult<UserRecord> {
     let user = user::Entity::find_by_id(id)
         .one(db)

@@ -121,7 +121,7 @@ pub async fn rooms_with_members(
     list: &[room::Model],
 ) -> AppResult<Vec<LegacyRoom>> {
     let ids: Vec<i64> = list.iter().map(|r| r.id).collect();
-    let mut members = rooms::members_of_rooms(db, &ids).await?;
+    let mut members = rooms::member_names(db, &ids).await?;
     Ok(list
         .iter()
         .map(|room| LegacyRoom {
@@ -130,10 +130,8 @@ pub async fn rooms_with_members(
             room_member: members
                 .remove(&room.id)
                 .unwrap_or_default()
-                .iter()
-                .map(|u| Username {
-                    username: u.user.username.clone(),
-                })
+                .into_iter()
+                .map(|username| Username { username })
                 .collect(),
         })
         .collect())
@@ -172,13 +170,13 @@ pub async fn senders(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let users = users::load_many(db, &ids).await?;
+    let names = users::usernames(db, &ids).await?;
     let mut memberships = rooms::current_memberships_of_users(db, &ids).await?;
-    Ok(users
+    Ok(names
         .into_iter()
-        .map(|(id, record)| {
+        .map(|(id, name)| {
             let username = Username {
-                username: record.user.username.clone(),
+                username: name.clone(),
             };
             let chat_room = memberships
                 .remove(&id)
@@ -194,7 +192,7 @@ pub async fn senders(
                 id,
                 Sender {
                     id,
-                    username: record.user.username,
+                    username: name,
                     chat_room,
                 },
             )
