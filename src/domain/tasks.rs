@@ -70,29 +70,24 @@ pub fn pending(id: Uuid, kind: &str, args: Value) -> task::Model {
 
 /// Move the unfinished ones among `ids` to STARTED, counting the attempt;
 /// returns them. Finished (duplicate deliveries) and unknown ids are left out.
+/// One statement (`UPDATE .. RETURNING`), so a delivery racing another that
+/// just finished the task cannot move it back.
 pub async fn start_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<Vec<Uuid>> {
-    let runnable: Vec<Uuid> = task::Entity::find()
-        .select_only()
-        .column(task::Column::Id)
-        .filter(task::Column::Id.is_in(ids.iter().copied()))
-        .filter(task::Column::State.is_in([TaskState::Pending, TaskState::Started]))
-        .into_tuple()
-        .all(db)
-        .await?;
-    if runnable.is_empty() {
-        return Ok(runnable);
+    if ids.is_empty() {
+        return Ok(Vec::new());
     }
-    task::Entity::update_many()
+    let started = task::Entity::update_many()
         .col_expr(task::Column::State, Expr::value(TaskState::Started))
         .col_expr(
             task::Column::Attempts,
             Expr::col(task::Column::Attempts).add(1),
         )
         .col_expr(task::Column::UpdatedAt, Expr::value(now()))
-        .filter(task::Column::Id.is_in(runnable.iter().copied()))
-        .exec(db)
+        .filter(task::Column::Id.is_in(ids.iter().copied()))
+        .filter(task::Column::State.is_in([TaskState::Pending, TaskState::Started]))
+        .exec_with_returning(db)
         .await?;
-    Ok(runnable)
+    Ok(started.into_iter().map(|t| t.id).collect())
 }
 
 /// Record many successes at once, each with its own result.

@@ -56,22 +56,15 @@ pub struct UserFilter {
 impl UserFilter {
     /// A canonical text of the filter, for cache keys.
     pub fn cache_key(&self) -> String {
-        let part = |value: &Option<String>| {
-            value
-                .as_deref()
-                .map(|v| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>())
-                .unwrap_or_else(|| "*".to_owned())
-        };
-        format!(
-            "id={}&username={}&first_name={}&last_name={}&status={}",
-            self.id
-                .map(|id| id.to_string())
-                .unwrap_or_else(|| "*".to_owned()),
-            part(&self.username),
-            part(&self.first_name),
-            part(&self.last_name),
-            self.status.map(|s| s.as_str()).unwrap_or("*"),
-        )
+        // JSON keeps "no filter" (null) apart from any value, `"*"` included.
+        serde_json::json!([
+            self.id,
+            self.username,
+            self.first_name,
+            self.last_name,
+            self.status.map(|s| s.as_str()),
+        ])
+        .to_string()
     }
 }
 

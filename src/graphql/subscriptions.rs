@@ -71,8 +71,17 @@ struct UnreadState {
 }
 
 impl UnreadState {
+    /// A message the database shows: new unless at or below the floor or
+    /// already delivered.
     fn deliverable(&self, id: i64) -> bool {
         id > self.floor && !self.delivered.contains(&id)
+    }
+
+    /// A message the event bus announces. Any event received after
+    /// subscribing is news, even below the floor: ids are handed out before
+    /// commit, so a message can be stored after a higher one.
+    fn announced(&self, id: i64) -> bool {
+        !self.delivered.contains(&id)
     }
 
     fn mark(&mut self, id: i64) {
@@ -93,14 +102,23 @@ impl UnreadState {
         Ok(())
     }
 
-    /// Unread messages not delivered yet, from the database.
+    /// Unread messages not delivered yet, from the database, page by page
+    /// (delivered messages stay unread until the client marks them seen, so
+    /// one page could be all old news).
     async fn recheck(&mut self) -> Result<Vec<entity::message::Model>, AppError> {
-        let found =
-            messages::unread_since(&self.db, self.viewer, self.floor, RECHECK_BATCH).await?;
-        let fresh: Vec<_> = found
-            .into_iter()
-            .filter(|m| self.deliverable(m.id))
-            .collect();
+        let mut fresh = Vec::new();
+        let mut after = self.floor;
+        loop {
+            let page = messages::unread_since(&self.db, self.viewer, after, RECHECK_BATCH).await?;
+            let full = page.len() as u64 == RECHECK_BATCH;
+            if let Some(last) = page.last() {
+                after = last.id;
+            }
+            fresh.extend(page.into_iter().filter(|m| self.deliverable(m.id)));
+            if !full || fresh.len() >= RECHECK_BATCH as usize {
+                break;
+            }
+        }
         for m in &fresh {
             self.mark(m.id);
         }
@@ -127,7 +145,7 @@ impl UnreadStream {
                     let state = &mut self.state;
                     if message.sender_id != Some(state.viewer)
                         && state.rooms.contains(&message.room_id)
-                        && state.deliverable(message.id)
+                        && state.announced(message.id)
                     {
                         state.mark(message.id);
                         self.pending.push_back(message.into());
@@ -169,11 +187,14 @@ struct RoomStream {
     delivered: BTreeSet<i64>,
     pending: VecDeque<entity::message::Model>,
     events: broadcast::Receiver<Event>,
+    ticker: tokio::time::Interval,
 }
 
 impl RoomStream {
-    fn take(&mut self, message: entity::message::Model) {
-        if message.id > self.floor && self.delivered.insert(message.id) {
+    /// Queue a message unless already delivered; `announced` messages (from
+    /// the event bus) are news even below the floor.
+    fn take(&mut self, message: entity::message::Model, announced: bool) {
+        if (announced || message.id > self.floor) && self.delivered.insert(message.id) {
             while self.delivered.len() > DELIVERED_MAX {
                 if let Some(oldest) = self.delivered.pop_first() {
                     self.floor = self.floor.max(oldest);
@@ -188,11 +209,11 @@ impl RoomStream {
             if let Some(message) = self.pending.pop_front() {
                 return Some((Message(message), self));
             }
-            match self.events.recv().await {
-                Ok(Event::MessageStored { message }) if message.room_id == self.room => {
-                    self.take(message.into());
+            match next_wake(&mut self.events, &mut self.ticker).await {
+                Wake::Event(Event::MessageStored { message }) if message.room_id == self.room => {
+                    self.take(message.into(), true);
                 }
-                Ok(Event::MembershipChanged { room_id, user_id })
+                Wake::Event(Event::MembershipChanged { room_id, user_id })
                     if room_id == self.room && user_id == self.viewer =>
                 {
                     // Left (or the room is gone): the stream ends.
@@ -203,16 +224,25 @@ impl RoomStream {
                         return None;
                     }
                 }
-                Ok(_) => {}
-                Err(RecvError::Lagged(_)) => {
-                    let since = self.delivered.last().copied().unwrap_or(self.floor);
+                Wake::Event(_) => {}
+                // Fell behind the bus, or time for the periodic re-read
+                // (the bus may have dropped events).
+                Wake::Lagged | Wake::Tick => {
+                    // Messages commit about in id order: look a little below the
+                    // newest delivered one.
+                    let since = self
+                        .delivered
+                        .last()
+                        .map(|newest| newest.saturating_sub(1_000))
+                        .unwrap_or(self.floor)
+                        .max(self.floor);
                     if let Ok(missed) = messages::room_since(&self.db, self.room, since).await {
                         for message in missed {
-                            self.take(message);
+                            self.take(message, false);
                         }
                     }
                 }
-                Err(RecvError::Closed) => return None,
+                Wake::Closed => return None,
             }
         }
     }
@@ -270,6 +300,7 @@ impl Subscription {
         let events = ctx.events().subscribe();
         let db = ctx.db().clone();
         let floor = messages::latest_id(&db).await.extend()?.unwrap_or(0);
+        let settings = *ctx.data_unchecked::<SubscriptionSettings>();
         let stream = RoomStream {
             db,
             room,
@@ -278,6 +309,7 @@ impl Subscription {
             delivered: BTreeSet::new(),
             pending: VecDeque::new(),
             events,
+            ticker: ticker(settings.recheck),
         };
         Ok(futures::stream::unfold(stream, RoomStream::next))
     }

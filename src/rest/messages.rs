@@ -26,6 +26,7 @@ use super::{
 use crate::{
     app::AppState,
     domain::{messages, rooms, tasks},
+    error::AppError,
     jobs::Job,
 };
 
@@ -190,7 +191,10 @@ pub async fn task_state(State(state): State<AppState>, Path(id): Path<String>) -
     let result = async {
         let not_found = || ChatError::not_found("Task not found");
         let id = Uuid::parse_str(id.trim()).map_err(|_| not_found())?;
-        let task = tasks::get(&state.db, id).await.map_err(|_| not_found())?;
+        let task = tasks::get(&state.db, id).await.map_err(|e| match e {
+            AppError::NotFound(_) => not_found(),
+            other => other.into(),
+        })?;
         let result = match task.state {
             TaskState::Success => match tasks::result_message_id(&task) {
                 Some(message_id) => match messages::load_many(&state.db, &[message_id])
@@ -219,6 +223,15 @@ pub async fn task_state(State(state): State<AppState>, Path(id): Path<String>) -
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A room the user may not see is answered like a missing one; other
+/// errors stay what they are.
+pub(super) fn hidden_room(error: AppError) -> ChatError {
+    match error {
+        AppError::NotFound(_) | AppError::Forbidden(_) => ChatError::not_found("Room not found"),
+        other => other.into(),
+    }
 }
 
 /// Mark messages seen by `user` in the background: the answer is not delayed.
@@ -275,7 +288,7 @@ pub async fn room_history(
         let user = user_id_param(&state, &headers, uri.query()).await?;
         let room = rooms::require_member(&state.db, room_id, user)
             .await
-            .map_err(|_| ChatError::not_found("Room not found"))?;
+            .map_err(hidden_room)?;
         let history = messages::list_room(&state.db, room_id).await?;
         // Only queue the mark-seen when there is something to mark: a
         // re-read costs one count, not a task.
@@ -337,15 +350,20 @@ pub async fn unseen(State(state): State<AppState>, headers: HeaderMap, uri: Uri)
             by_room.entry(message.room_id).or_default().push(message);
         }
         let mut data = Vec::with_capacity(list.len());
+        let mut seen = Vec::new();
         for room in rooms_with_members(&state.db, &list).await? {
             let pending = by_room.remove(&room.id).unwrap_or_default();
             if let Some(last) = pending.last() {
-                mark_seen_later(&state, user, room.id, last.id);
+                seen.push((room.id, last.id));
             }
             data.push(RoomWithMessages {
                 messages: room_messages(&state.db, pending).await?,
                 room,
             });
+        }
+        // Only once the answer is built: a failure above marks nothing.
+        for (room, last) in seen {
+            mark_seen_later(&state, user, room, last);
         }
         Ok::<_, ChatError>(chat_ok(data))
     }

@@ -159,7 +159,9 @@ pub async fn get(
         let id = room_id(&id)?;
         let not_found = || ChatError::not_found("Room not found");
         if query_param(uri.query(), "user_id").is_none() {
-            let room = rooms::get(&state.db, id).await.map_err(|_| not_found())?;
+            let room = rooms::get(&state.db, id)
+                .await
+                .map_err(super::messages::hidden_room)?;
             if room.is_direct {
                 return Err(not_found());
             }
@@ -168,7 +170,7 @@ pub async fn get(
         let user = user_id_param(&state, &headers, uri.query()).await?;
         let room = rooms::require_member(&state.db, id, user)
             .await
-            .map_err(|_| not_found())?;
+            .map_err(super::messages::hidden_room)?;
         let mut data = rooms_with_members(&state.db, &[room]).await?;
         Ok::<_, ChatError>(chat_ok(data.pop()))
     }
