@@ -8,7 +8,13 @@
 //! senders of messages (subscriptions that fall behind the event bus catch
 //! up from the database).
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use futures::{SinkExt, StreamExt};
@@ -25,6 +31,29 @@ pub const LEGACY_WS: &str = "graphql-ws";
 
 /// Messages one connection may have queued for sending.
 const OUTBOX: usize = 256;
+/// Operations one connection may run at once.
+const MAX_OPERATIONS: usize = 100;
+/// A client that takes longer than this to take one message is dropped.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How an operation's task ended.
+enum Ended {
+    /// Its stream finished: the session sends `complete`.
+    Completed,
+    /// It failed before it started; an `error` went out instead.
+    Errored,
+    /// The connection is going away, or the client stopped it.
+    Gone,
+}
+
+/// A running operation.
+struct Running {
+    generation: u64,
+    handle: AbortHandle,
+    /// Cleared when the client stops the operation, so nothing more of it
+    /// is sent even while its task winds down.
+    live: Arc<AtomicBool>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -90,16 +119,19 @@ pub async fn serve(socket: WebSocket, state: AppState, protocol: Protocol, upgra
             let frame = match message {
                 Out::Text(text) => WsMessage::Text(Utf8Bytes::from(text)),
                 Out::Close(code, reason) => {
-                    let _ = sink
-                        .send(WsMessage::Close(Some(CloseFrame {
-                            code,
-                            reason: Utf8Bytes::from_static(reason),
-                        })))
-                        .await;
+                    let close = WsMessage::Close(Some(CloseFrame {
+                        code,
+                        reason: Utf8Bytes::from_static(reason),
+                    }));
+                    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(close)).await;
                     break;
                 }
             };
-            if sink.send(frame).await.is_err() {
+            // A client that stops reading is dropped, not waited for.
+            if !matches!(
+                tokio::time::timeout(SEND_TIMEOUT, sink.send(frame)).await,
+                Ok(Ok(()))
+            ) {
                 break;
             }
         }
@@ -115,6 +147,7 @@ pub async fn serve(socket: WebSocket, state: AppState, protocol: Protocol, upgra
         viewer: None,
         operations: HashMap::new(),
         tasks: JoinSet::new(),
+        generation: 0,
     };
     let deadline = tokio::time::sleep(init_timeout);
     tokio::pin!(deadline);
@@ -122,37 +155,37 @@ pub async fn serve(socket: WebSocket, state: AppState, protocol: Protocol, upgra
 
     loop {
         tokio::select! {
-            _ = &mut deadline, if session.viewer.is_none() => {
-                session.close(4408, "Connection initialisation timeout").await;
-                break;
-            }
-            _ = ticker.tick(), if session.viewer.is_some() => {
-                let beat = match session.protocol {
-                    Protocol::TransportWs => json!({"type": "ping"}),
-                    Protocol::LegacyWs => json!({"type": "ka"}),
-                };
-                let _ = session.out.try_send(text(beat));
-            }
-            Some(finished) = session.tasks.join_next_with_id() => session.reap(finished),
-            incoming = stream.next() => {
-                let Some(Ok(message)) = incoming else { break };
-                let text = match message {
-                    WsMessage::Text(text) => text.to_string(),
-                    WsMessage::Binary(bytes) => match String::from_utf8(bytes.to_vec()) {
-                        Ok(text) => text,
-                        Err(_) => {
-                            session.close(4400, "Invalid message: not UTF-8").await;
+                    _ = &mut deadline, if session.viewer.is_none() => {
+                        session.close(4408, "Connection initialisation timeout").await;
+                        break;
+                    }
+                    _ = ticker.tick(), if session.viewer.is_some() => {
+                        let beat = match session.protocol {
+                            Protocol::TransportWs => json!({"type": "ping"}),
+                            Protocol::LegacyWs => json!({"type": "ka"}),
+                        };
+                        let _ = session.out.try_send(text(beat));
+                    }
+        Some(finished) = session.tasks.join_next() => session.reap(finished).await,
+                    incoming = stream.next() => {
+                        let Some(Ok(message)) = incoming else { break };
+                        let text = match message {
+                            WsMessage::Text(text) => text.to_string(),
+                            WsMessage::Binary(bytes) => match String::from_utf8(bytes.to_vec()) {
+                                Ok(text) => text,
+                                Err(_) => {
+                                    session.close(4400, "Invalid message: not UTF-8").await;
+                                    break;
+                                }
+                            },
+                            WsMessage::Close(_) => break,
+                            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+                        };
+                        if !session.handle(&text, &upgrade).await {
                             break;
                         }
-                    },
-                    WsMessage::Close(_) => break,
-                    WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
-                };
-                if !session.handle(&text, &upgrade).await {
-                    break;
+                    }
                 }
-            }
-        }
     }
     session.tasks.abort_all();
     drop(session);
@@ -166,8 +199,11 @@ struct Session {
     /// `Some` once `connection_init` was accepted (the viewer may be anonymous).
     viewer: Option<Identity>,
     /// Running operations by client id.
-    operations: HashMap<String, AbortHandle>,
-    tasks: JoinSet<()>,
+    operations: HashMap<String, Running>,
+    tasks: JoinSet<(String, u64, Ended)>,
+    /// Numbers the operations, so a finished one is never mistaken for a
+    /// newer one reusing its id.
+    generation: u64,
 }
 
 impl Session {
@@ -179,12 +215,22 @@ impl Session {
         let _ = self.out.send(Out::Close(code, reason)).await;
     }
 
-    fn reap(&mut self, finished: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
-        let id = match &finished {
-            Ok((id, ())) => *id,
-            Err(e) => e.id(),
+    /// An operation's task ended: free its id, then say `complete`.
+    async fn reap(&mut self, finished: Result<(String, u64, Ended), tokio::task::JoinError>) {
+        // An aborted task was already removed when it was stopped.
+        let Ok((id, generation, ended)) = finished else {
+            return;
         };
-        self.operations.retain(|_, handle| handle.id() != id);
+        if self
+            .operations
+            .get(&id)
+            .is_some_and(|running| running.generation == generation)
+        {
+            self.operations.remove(&id);
+            if matches!(ended, Ended::Completed) {
+                self.send(json!({"type": "complete", "id": id})).await;
+            }
+        }
     }
 
     /// Handle one client message; false when the connection must end.
@@ -220,8 +266,9 @@ impl Session {
                 let Some(id) = id else {
                     return self.invalid("Invalid message: `id` is required").await;
                 };
-                if let Some(handle) = self.operations.remove(&id) {
-                    handle.abort();
+                if let Some(running) = self.operations.remove(&id) {
+                    running.live.store(false, Ordering::Release);
+                    running.handle.abort();
                     if self.protocol == Protocol::LegacyWs {
                         self.send(json!({"type": "complete", "id": id})).await;
                     }
@@ -329,6 +376,14 @@ impl Session {
                 }
             };
         }
+        if self.operations.len() >= MAX_OPERATIONS {
+            self.send(self.error_message(
+                &id,
+                json!([{"message": format!("At most {MAX_OPERATIONS} operations may run on one connection")}]),
+            ))
+            .await;
+            return true;
+        }
         let request =
             match serde_json::from_value::<async_graphql::Request>(payload) {
                 Ok(request) => request,
@@ -344,11 +399,27 @@ impl Session {
         let state = self.state.clone();
         let out = self.out.clone();
         let protocol = self.protocol;
-        let operation_id = id.clone();
+        self.generation += 1;
+        let generation = self.generation;
+        let live = Arc::new(AtomicBool::new(true));
+        let operation = Operation {
+            id: id.clone(),
+            protocol,
+            out,
+            live: live.clone(),
+        };
         let handle = self.tasks.spawn(async move {
-            run_operation(state, protocol, out, operation_id, request, identity).await;
+            let ended = run_operation(state, &operation, request, identity).await;
+            (operation.id, generation, ended)
         });
-        self.operations.insert(id, handle);
+        self.operations.insert(
+            id,
+            Running {
+                generation,
+                handle,
+                live,
+            },
+        );
         true
     }
 
@@ -362,15 +433,29 @@ impl Session {
     }
 }
 
-/// Run one operation: stream its results, then `complete`.
-async fn run_operation(
-    state: AppState,
+/// Where an operation's results go.
+struct Operation {
+    id: String,
     protocol: Protocol,
     out: mpsc::Sender<Out>,
-    id: String,
+    live: Arc<AtomicBool>,
+}
+
+impl Operation {
+    /// Send a message of this operation; false once it must stop.
+    async fn send(&self, message: Value) -> bool {
+        self.live.load(Ordering::Acquire) && self.out.send(text(message)).await.is_ok()
+    }
+}
+
+/// Run one operation and stream its results; the session sends `complete`.
+async fn run_operation(
+    state: AppState,
+    operation: &Operation,
     request: async_graphql::Request,
     identity: Identity,
-) {
+) -> Ended {
+    let id = &operation.id;
     let mut responses = Box::pin(graphql::execute_stream(
         &state.schema,
         &state.db,
@@ -383,24 +468,27 @@ async fn run_operation(
         // an `error` message for its id, and the socket stays open.
         if first && response.data == async_graphql::Value::Null && !response.errors.is_empty() {
             let errors = serde_json::to_value(&response.errors).unwrap_or(Value::Null);
-            let message = match protocol {
+            let message = match operation.protocol {
                 Protocol::TransportWs => json!({"type": "error", "id": id, "payload": errors}),
                 Protocol::LegacyWs => {
                     json!({"type": "error", "id": id, "payload": errors.get(0).cloned().unwrap_or(Value::Null)})
                 }
             };
-            let _ = out.send(text(message)).await;
-            return;
+            return if operation.send(message).await {
+                Ended::Errored
+            } else {
+                Ended::Gone
+            };
         }
         first = false;
         let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
-        let message = match protocol {
+        let message = match operation.protocol {
             Protocol::TransportWs => json!({"type": "next", "id": id, "payload": payload}),
             Protocol::LegacyWs => json!({"type": "data", "id": id, "payload": payload}),
         };
-        if out.send(text(message)).await.is_err() {
-            return;
+        if !operation.send(message).await {
+            return Ended::Gone;
         }
     }
-    let _ = out.send(text(json!({"type": "complete", "id": id}))).await;
+    Ended::Completed
 }

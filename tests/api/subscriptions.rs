@@ -207,6 +207,29 @@ async fn operation_errors_keep_the_socket_open(app: TestApp) {
     assert_eq!(socket.next().await, json!({"type": "complete", "id": "q"}));
 }
 
+async fn ids_can_be_reused_once_complete(app: TestApp) {
+    let mut socket = Socket::connect(&app, TRANSPORT).await;
+    socket.init(json!({"userId": 1})).await;
+    for round in 0..5 {
+        socket
+            .subscribe("same", "{ viewer { username } }", json!({}))
+            .await;
+        let next = socket.next().await;
+        assert_eq!(next["type"], "next", "round {round}: {next}");
+        assert_eq!(next["payload"]["data"]["viewer"]["username"], "user_1");
+        assert_eq!(
+            socket.next().await,
+            json!({"type": "complete", "id": "same"})
+        );
+    }
+    // A stopped subscription frees its id too.
+    socket.subscribe("live", UNREAD, json!({})).await;
+    socket.send(json!({"type": "complete", "id": "live"})).await;
+    socket.subscribe("live", UNREAD, json!({})).await;
+    socket.send(json!({"type": "ping"})).await;
+    assert_eq!(socket.next().await["type"], "pong");
+}
+
 async fn room_messages_are_for_members(app: TestApp) {
     let room = app.create_room(5, "r", &["user_6"]).await;
     let query = "subscription($r: ID!) { roomMessages(roomId: $r) { text sender { username } } }";
@@ -293,7 +316,8 @@ crate::scenarios!(
     legacy_graphql_ws_protocol,
     transport_ws_rules,
     operation_errors_keep_the_socket_open,
-    room_messages_are_for_members,
+room_messages_are_for_members,
+    ids_can_be_reused_once_complete,
     task_updates_until_finished,
     websocket_also_on_graphql_ws_path,
 );
