@@ -200,6 +200,8 @@ impl Application {
             queue: queue.clone(),
             handoff: handoff_receiver,
             sweep_every: config.outbox_sweep(),
+            // Longer than a job may hold its reservation through every retry.
+            lease: (config.job_reserve() * 4).max(std::time::Duration::from_secs(300)),
         };
 
         let lists = Arc::new(match &redis {

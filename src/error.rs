@@ -96,6 +96,15 @@ pub fn is_unique_violation(error: &DbErr) -> bool {
     matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// True when the error is a violated foreign key: a row this one refers to
+/// was deleted meanwhile.
+pub fn is_foreign_key_violation(error: &DbErr) -> bool {
+    matches!(
+        error.sql_err(),
+        Some(SqlErr::ForeignKeyConstraintViolation(_))
+    )
+}
+
 /// A short, single-line reason for a database error, for start-up messages.
 pub fn db_error_reason(error: &DbErr) -> String {
     let text = match error {

@@ -21,7 +21,7 @@ use super::{
     pagination::{self, Page, PageRequest},
     rooms,
 };
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, is_foreign_key_violation};
 
 pub const TEXT_MAX: usize = 1024;
 
@@ -180,18 +180,22 @@ pub async fn deliver_many(
     // One insert for every new message; a concurrent duplicate delivery
     // that got there first wins (the task id is unique).
     let sent_at = now();
-    let rows: Vec<message::ActiveModel> = deliveries
+    let rows: Vec<(usize, message::ActiveModel)> = deliveries
         .iter()
         .zip(&targets)
-        .filter_map(|(d, t)| match t {
-            Some(Ok(room)) => Some(message::ActiveModel {
-                room_id: Set(*room),
-                sender_id: Set(Some(d.from)),
-                text: Set(d.text.clone()),
-                sent_at: Set(sent_at),
-                task_id: Set(Some(d.task_id)),
-                ..Default::default()
-            }),
+        .enumerate()
+        .filter_map(|(slot, (d, t))| match t {
+            Some(Ok(room)) => Some((
+                slot,
+                message::ActiveModel {
+                    room_id: Set(*room),
+                    sender_id: Set(Some(d.from)),
+                    text: Set(d.text.clone()),
+                    sent_at: Set(sent_at),
+                    task_id: Set(Some(d.task_id)),
+                    ..Default::default()
+                },
+            )),
             _ => None,
         })
         .collect();
@@ -202,14 +206,33 @@ pub async fn deliver_many(
             .filter(|(_, t)| matches!(t, Some(Ok(_))))
             .map(|(d, _)| d.task_id)
             .collect();
-        message::Entity::insert_many(rows)
+        let all_at_once = message::Entity::insert_many(rows.iter().map(|(_, row)| row.clone()))
             .on_conflict(
                 OnConflict::column(message::Column::TaskId)
                     .do_nothing()
                     .to_owned(),
             )
             .exec_without_returning(db)
-            .await?;
+            .await;
+        if let Err(error) = all_at_once {
+            if !is_foreign_key_violation(&error) {
+                return Err(error.into());
+            }
+            // A sender or room vanished since the checks: store the others
+            // one by one, and fail only the deliveries that lost theirs.
+            for (slot, row) in rows {
+                match insert_unless_exists(db, row, message::Column::TaskId).await {
+                    Ok(_) => {}
+                    Err(AppError::Internal(e))
+                        if e.downcast_ref::<sea_orm::DbErr>()
+                            .is_some_and(is_foreign_key_violation) =>
+                    {
+                        targets[slot] = Some(Err(AppError::NotFound("sender or room")));
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+        }
         stored.extend(stored_by_tasks(db, &inserted).await?);
     }
 

@@ -263,6 +263,13 @@ pub async fn leave(
         return Err(AppError::NotFound("user"));
     }
     let txn = db.begin().await?;
+    // Lock the room: two last members leaving at once must not each see
+    // the other still there and both leave the room behind (SQLite has one
+    // writer at a time anyway and ignores the lock).
+    room::Entity::find_by_id(room_id)
+        .lock_exclusive()
+        .one(&txn)
+        .await?;
     let ended = membership::Entity::update_many()
         .col_expr(
             membership::Column::LeftAt,

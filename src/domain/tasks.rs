@@ -144,6 +144,38 @@ pub async fn undispatched(
         .await?)
 }
 
+/// Unfinished tasks that were queued but have not moved since `before`: a
+/// queue lost them (a Faktory job dead after its last retry, a worker that
+/// died on its last attempt). Pushing them again is safe; the worker is
+/// idempotent.
+pub async fn stalled(
+    db: &impl ConnectionTrait,
+    before: DateTime<Utc>,
+    limit: u64,
+) -> AppResult<Vec<task::Model>> {
+    Ok(task::Entity::find()
+        .filter(task::Column::DispatchedAt.is_not_null())
+        .filter(task::Column::State.is_in([TaskState::Pending, TaskState::Started]))
+        .filter(task::Column::UpdatedAt.lt(before))
+        .order_by_asc(task::Column::UpdatedAt)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Note that tasks were just pushed again (their lease starts over).
+pub async fn touch(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    task::Entity::update_many()
+        .col_expr(task::Column::UpdatedAt, Expr::value(now()))
+        .filter(task::Column::Id.is_in(ids.iter().copied()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// After a restart of the in-process queue (whose jobs lived in memory),
 /// every unfinished task must be dispatched again. Returns how many.
 pub async fn requeue_unfinished(db: &impl ConnectionTrait) -> AppResult<u64> {

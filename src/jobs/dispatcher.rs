@@ -34,6 +34,8 @@ pub struct Dispatcher {
     pub queue: Arc<dyn JobQueue>,
     pub handoff: mpsc::Receiver<Envelope>,
     pub sweep_every: Duration,
+    /// A queued task that has not moved for this long is pushed again.
+    pub lease: Duration,
 }
 
 impl Dispatcher {
@@ -48,35 +50,38 @@ impl Dispatcher {
         let mut stop = shutdown.clone();
         loop {
             tokio::select! {
-                biased;
-                _ = crate::shutdown::requested(&mut shutdown) => break,
-                received = self.handoff.recv() => {
-                    let Some(first) = received else { break };
-                    let mut batch = vec![first];
-                    while batch.len() < BATCH {
-                        match self.handoff.try_recv() {
-                            Ok(next) => batch.push(next),
-                            Err(_) => break,
+                            biased;
+                            _ = crate::shutdown::requested(&mut shutdown) => break,
+                            received = self.handoff.recv() => {
+                                let Some(first) = received else { break };
+                                let mut batch = vec![first];
+                                while batch.len() < BATCH {
+                                    match self.handoff.try_recv() {
+                                        Ok(next) => batch.push(next),
+                                        Err(_) => break,
+                                    }
+                                }
+                                // On failure the batch stays undispatched in the
+                                // database; the sweep retries it with back-off.
+                                if self.push(&batch).await {
+                                    failures = 0;
+                                } else {
+                                    failures = failures.saturating_add(1);
+                                }
+                            }
+                            _ = sweep.tick() => {
+                                if failures > 0 && !backed_off(failures, &mut stop).await {
+                                    break;
+                                }
+            match self.sweep().await {
+                                    Ok(_) => failures = 0,
+                                    Err(()) => failures = failures.saturating_add(1),
+                                }
+                                if failures == 0 {
+                                    self.revive_stalled().await;
+                                }
+                            }
                         }
-                    }
-                    // On failure the batch stays undispatched in the
-                    // database; the sweep retries it with back-off.
-                    if self.push(&batch).await {
-                        failures = 0;
-                    } else {
-                        failures = failures.saturating_add(1);
-                    }
-                }
-                _ = sweep.tick() => {
-                    if failures > 0 && !backed_off(failures, &mut stop).await {
-                        break;
-                    }
-                    match self.sweep().await {
-                        Ok(_) => failures = 0,
-                        Err(()) => failures = failures.saturating_add(1),
-                    }
-                }
-            }
         }
         tracing::debug!("dispatcher stopped");
     }
@@ -95,6 +100,31 @@ impl Dispatcher {
             tracing::warn!(error = %e, "could not record dispatched tasks");
         }
         true
+    }
+
+    /// Push again the queued tasks that stopped moving (their queue lost
+    /// them), at most once per lease each.
+    async fn revive_stalled(&self) {
+        let before = now() - chrono::Duration::from_std(self.lease).unwrap_or_default();
+        let stalled = match tasks::stalled(&self.db, before, BATCH as u64).await {
+            Ok(stalled) => stalled,
+            Err(e) => {
+                tracing::warn!(error = %e, "stalled-task sweep failed");
+                return;
+            }
+        };
+        let batch: Vec<Envelope> = stalled
+            .iter()
+            .filter_map(|task| Envelope::from_task(task).ok())
+            .collect();
+        if batch.is_empty() {
+            return;
+        }
+        if self.queue.push(&batch).await.is_ok() {
+            let ids: Vec<_> = batch.iter().map(|e| e.task_id).collect();
+            let _ = tasks::touch(&self.db, &ids).await;
+            tracing::warn!(count = ids.len(), "pushed stalled tasks again");
+        }
     }
 
     /// Push every undispatched task old enough to have missed the hand-off.
