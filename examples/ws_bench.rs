@@ -53,6 +53,9 @@ async fn subscribe(base: &str, user: i64) -> Socket {
             }
         }
     }
+    if std::env::var("NO_SUBSCRIBE").is_ok() {
+        return socket;
+    }
     let subscribe = json!({"id": "1", "type": "subscribe", "payload": {"query": UNREAD}});
     socket
         .send(Message::Text(subscribe.to_string().into()))

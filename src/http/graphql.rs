@@ -279,8 +279,8 @@ async fn upgrade(state: AppState, request: Request) -> Response {
             // and the buffers grow when one is not.
             let upgrade = upgrade
                 .protocols([ws::TRANSPORT_WS, ws::LEGACY_WS])
-                .read_buffer_size(2 * 1024)
-                .write_buffer_size(4 * 1024)
+                .read_buffer_size(1024)
+                .write_buffer_size(0)
                 .max_message_size(state.config.body_limit_bytes);
             let protocol =
                 ws::Protocol::from_name(upgrade.selected_protocol().and_then(|p| p.to_str().ok()));
