@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use chat_gateway::{
     app::{self, Application},
+    cache::UserListCache,
     config::{self, Command, Config, MigrateAction},
     db, graphql,
     jobs::{self, worker::JobContext},
@@ -46,6 +47,19 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             let created = chat_gateway::domain::users::seed(&db, config.seed_users)
                 .await
                 .map_err(|e| format!("seeding failed: {e}"))?;
+            if created > 0 {
+                // Running gateways must not keep serving lists without them.
+                let redis = app::connect_redis(&config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let lists = match (redis, config.redis_url.as_deref().map(redis::Client::open)) {
+                    (Some(connection), Some(Ok(client))) => {
+                        UserListCache::redis(client, connection, &config.redis_key_prefix)
+                    }
+                    _ => UserListCache::in_process_shared(db.clone()),
+                };
+                lists.invalidate().await;
+            }
             println!("created {created} users");
             Ok(())
         }
