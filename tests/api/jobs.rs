@@ -231,7 +231,8 @@ async fn infrastructure_failures_are_retried(app: TestApp) {
     heal(&app.db).await;
     let done = app.finished_task(&task).await;
     assert_eq!(done["state"], "SUCCESS", "{done}");
-    assert!(done["attempts"].as_i64().unwrap() >= 3, "{done}");
+    // At least one failed attempt came before the one that stored it.
+    assert!(done["attempts"].as_i64().unwrap() >= 2, "{done}");
     assert_eq!(app.count_messages("eventually").await, 1);
 }
 
