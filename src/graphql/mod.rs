@@ -14,9 +14,7 @@ pub mod subscriptions;
 mod tasks;
 mod users;
 
-use async_graphql::{
-    Context, ErrorExtensions, MergedObject, Schema, SchemaBuilder, extensions::Tracing,
-};
+use async_graphql::{Context, ErrorExtensions, MergedObject, Schema, SchemaBuilder};
 use sea_orm::DatabaseConnection;
 use tokio::sync::OnceCell;
 
@@ -87,8 +85,7 @@ pub fn build(
             token_ttl: config.token_ttl(),
         })
         .limit_depth(config.graphql_max_depth)
-        .limit_complexity(config.graphql_max_complexity)
-        .extension(Tracing);
+        .limit_complexity(config.graphql_max_complexity);
     if !config.graphql_introspection {
         builder = builder
             .disable_introspection()

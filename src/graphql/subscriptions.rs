@@ -161,8 +161,10 @@ impl UnreadStream {
             };
             if recheck {
                 // A failed re-read is retried at the next tick.
-                if self.state.refresh_rooms().await.is_ok()
-                    && let Ok(missed) = self.state.recheck().await
+                // Boxed: a waiting stream then holds only a small future, not
+                // the (large) query futures.
+                if Box::pin(self.state.refresh_rooms()).await.is_ok()
+                    && let Ok(missed) = Box::pin(self.state.recheck()).await
                 {
                     self.pending.extend(missed);
                 }
@@ -217,7 +219,7 @@ impl RoomStream {
                     if room_id == self.room && user_id == self.viewer =>
                 {
                     // Left (or the room is gone): the stream ends.
-                    if !rooms::is_member(&self.db, self.room, self.viewer)
+                    if !Box::pin(rooms::is_member(&self.db, self.room, self.viewer))
                         .await
                         .unwrap_or(false)
                     {
@@ -236,7 +238,9 @@ impl RoomStream {
                         .map(|newest| newest.saturating_sub(1_000))
                         .unwrap_or(self.floor)
                         .max(self.floor);
-                    if let Ok(missed) = messages::room_since(&self.db, self.room, since).await {
+                    if let Ok(missed) =
+                        Box::pin(messages::room_since(&self.db, self.room, since)).await
+                    {
                         for message in missed {
                             self.take(message, false);
                         }
@@ -372,7 +376,7 @@ impl TaskStream {
                 Wake::Closed => return None,
             };
             if reread {
-                match tasks::get(&self.db, self.task_id).await {
+                match Box::pin(tasks::get(&self.db, self.task_id)).await {
                     Ok(task) => self.next = Some(task),
                     // Purged: nothing more to report.
                     Err(AppError::NotFound(_)) => return None,

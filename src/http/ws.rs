@@ -155,37 +155,38 @@ pub async fn serve(socket: WebSocket, state: AppState, protocol: Protocol, upgra
 
     loop {
         tokio::select! {
-                    _ = &mut deadline, if session.viewer.is_none() => {
-                        session.close(4408, "Connection initialisation timeout").await;
-                        break;
-                    }
-                    _ = ticker.tick(), if session.viewer.is_some() => {
-                        let beat = match session.protocol {
-                            Protocol::TransportWs => json!({"type": "ping"}),
-                            Protocol::LegacyWs => json!({"type": "ka"}),
-                        };
-                        let _ = session.out.try_send(text(beat));
-                    }
-        Some(finished) = session.tasks.join_next() => session.reap(finished).await,
-                    incoming = stream.next() => {
-                        let Some(Ok(message)) = incoming else { break };
-                        let text = match message {
-                            WsMessage::Text(text) => text.to_string(),
-                            WsMessage::Binary(bytes) => match String::from_utf8(bytes.to_vec()) {
-                                Ok(text) => text,
-                                Err(_) => {
-                                    session.close(4400, "Invalid message: not UTF-8").await;
+                            _ = &mut deadline, if session.viewer.is_none() => {
+                                session.close(4408, "Connection initialisation timeout").await;
+                                break;
+                            }
+                            _ = ticker.tick(), if session.viewer.is_some() => {
+                                let beat = match session.protocol {
+                                    Protocol::TransportWs => json!({"type": "ping"}),
+                                    Protocol::LegacyWs => json!({"type": "ka"}),
+                                };
+                                let _ = session.out.try_send(text(beat));
+                            }
+                Some(finished) = session.tasks.join_next() => Box::pin(session.reap(finished)).await,
+                            incoming = stream.next() => {
+                                let Some(Ok(message)) = incoming else { break };
+                                let text = match message {
+                                    WsMessage::Text(text) => text.to_string(),
+                                    WsMessage::Binary(bytes) => match String::from_utf8(bytes.to_vec()) {
+                                        Ok(text) => text,
+                                        Err(_) => {
+                                            session.close(4400, "Invalid message: not UTF-8").await;
+                                            break;
+                                        }
+                                    },
+                                    WsMessage::Close(_) => break,
+                                    WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+                                };
+        // Boxed: an idle connection then holds only a small future.
+                                if !Box::pin(session.handle(&text, &upgrade)).await {
                                     break;
                                 }
-                            },
-                            WsMessage::Close(_) => break,
-                            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
-                        };
-                        if !session.handle(&text, &upgrade).await {
-                            break;
+                            }
                         }
-                    }
-                }
     }
     session.tasks.abort_all();
     drop(session);
