@@ -7,7 +7,7 @@
 use axum::http::{HeaderMap, StatusCode};
 
 use super::reply::ChatError;
-use crate::{app::AppState, identity::Identity};
+use crate::{app::AppState, error::AppResult, identity::Identity};
 
 /// The value of a query parameter.
 pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
@@ -36,12 +36,7 @@ pub async fn acting_user(
             Err(e) => Err(e.into()),
         };
     }
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(Identity::from_authorization)
-        .unwrap_or(Identity::Anonymous);
-    let signed_in = token.require(&state.db, known).await.map_err(|e| {
+    let signed_in = signed_in_user(state, headers).await.map_err(|e| {
         ChatError::new(
             StatusCode::UNAUTHORIZED,
             format!(
@@ -58,6 +53,17 @@ pub async fn acting_user(
             format!("{field} is not the signed-in user"),
         ))
     }
+}
+
+/// The user a request's bearer token belongs to (legacy identity off).
+pub async fn signed_in_user(state: &AppState, headers: &HeaderMap) -> AppResult<i64> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(Identity::from_authorization)
+        .unwrap_or(Identity::Anonymous)
+        .require(&state.db, state.accounts.known_users())
+        .await
 }
 
 /// The acting user named by `?user_id=` (required).

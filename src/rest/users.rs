@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::{
     body::{self, BodyError},
-    identity::query_param,
+    identity::{query_param, signed_in_user},
     openapi::{
         CreateUserRequest, Detail, PatchUserRequest, ProfileStatus, ReplaceUserRequest,
         UserFieldErrors, UsersBadRequest, UsersServerError,
@@ -24,7 +24,6 @@ use crate::{
     app::AppState,
     domain::users::{self, ProfileInput, UserFilter, UserInput, WriteMode},
     error::{AppError, FieldErrors},
-    identity::Identity,
 };
 
 const REQUIRED: &str = "This field is required.";
@@ -295,13 +294,7 @@ async fn owner_only(state: &AppState, headers: &HeaderMap, id: i64) -> Result<()
     if state.config.legacy_identity {
         return Ok(());
     }
-    let identity = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(Identity::from_authorization)
-        .unwrap_or(Identity::Anonymous);
-    let viewer = identity
-        .require(&state.db, state.accounts.known_users())
+    let viewer = signed_in_user(state, headers)
         .await
         .map_err(|e| UsersError::detail(StatusCode::UNAUTHORIZED, e.public_message()))?;
     if viewer == id {
