@@ -230,6 +230,16 @@ pub struct Config {
     #[arg(long, env = "WS_KEEPALIVE_SECS", default_value_t = 15, global = true)]
     pub ws_keepalive_secs: u64,
 
+    /// Seconds a websocket client may take to accept one message before it
+    /// is disconnected (its subscriptions stop being read meanwhile).
+    #[arg(
+        long,
+        env = "WS_SEND_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub ws_send_timeout_secs: u64,
+
     /// Hours a bearer token issued by `login` stays valid.
     #[arg(long, env = "TOKEN_TTL_HOURS", default_value_t = 168, global = true)]
     pub token_ttl_hours: u32,
@@ -268,6 +278,10 @@ impl Config {
 
     pub fn ws_keepalive(&self) -> Duration {
         Duration::from_secs(self.ws_keepalive_secs.max(1))
+    }
+
+    pub fn ws_send_timeout(&self) -> Duration {
+        Duration::from_secs(self.ws_send_timeout_secs.max(1))
     }
 
     pub fn job_reserve(&self) -> Duration {

@@ -481,16 +481,17 @@ pub async fn latest_id(db: &impl ConnectionTrait) -> AppResult<Option<i64>> {
     Ok(latest.flatten())
 }
 
-/// A room's messages newer than `after_id`, oldest first (at most 500).
+/// A room's messages newer than `after_id`, oldest first, at most `limit`.
 pub async fn room_since(
     db: &impl ConnectionTrait,
     room_id: i64,
     after_id: i64,
+    limit: u64,
 ) -> AppResult<Vec<message::Model>> {
     Ok(in_room(room_id)
         .filter(message::Column::Id.gt(after_id))
         .order_by_asc(message::Column::Id)
-        .limit(500)
+        .limit(limit)
         .all(db)
         .await?)
 }

@@ -132,6 +132,8 @@ struct UnreadStream {
     pending: VecDeque<entity::message::Model>,
     events: broadcast::Receiver<Event>,
     ticker: tokio::time::Interval,
+    /// The last re-read stopped at its batch limit: read on at once.
+    behind: bool,
 }
 
 impl UnreadStream {
@@ -140,32 +142,35 @@ impl UnreadStream {
             if let Some(message) = self.pending.pop_front() {
                 return Some((Message(message), self));
             }
-            let recheck = match next_wake(&mut self.events, &mut self.ticker).await {
-                Wake::Event(Event::MessageStored { message }) => {
-                    let state = &mut self.state;
-                    if message.sender_id != Some(state.viewer)
-                        && state.rooms.contains(&message.room_id)
-                        && state.announced(message.id)
-                    {
-                        state.mark(message.id);
-                        self.pending.push_back(message.into());
+            let recheck = self.behind
+                || match next_wake(&mut self.events, &mut self.ticker).await {
+                    Wake::Event(Event::MessageStored { message }) => {
+                        let state = &mut self.state;
+                        if message.sender_id != Some(state.viewer)
+                            && state.rooms.contains(&message.room_id)
+                            && state.announced(message.id)
+                        {
+                            state.mark(message.id);
+                            self.pending.push_back(message.into());
+                        }
+                        false
                     }
-                    false
-                }
-                Wake::Event(Event::MembershipChanged { user_id, .. }) => {
-                    user_id == self.state.viewer
-                }
-                Wake::Event(Event::TaskUpdated { .. }) => false,
-                Wake::Lagged | Wake::Tick => true,
-                Wake::Closed => return None,
-            };
+                    Wake::Event(Event::MembershipChanged { user_id, .. }) => {
+                        user_id == self.state.viewer
+                    }
+                    Wake::Event(Event::TaskUpdated { .. }) => false,
+                    Wake::Lagged | Wake::Tick => true,
+                    Wake::Closed => return None,
+                };
             if recheck {
                 // A failed re-read is retried at the next tick.
                 // Boxed: a waiting stream then holds only a small future, not
                 // the (large) query futures.
+                self.behind = false;
                 if Box::pin(self.state.refresh_rooms()).await.is_ok()
                     && let Ok(missed) = Box::pin(self.state.recheck()).await
                 {
+                    self.behind = missed.len() >= RECHECK_BATCH as usize;
                     self.pending.extend(missed);
                 }
             }
@@ -190,7 +195,15 @@ struct RoomStream {
     pending: VecDeque<entity::message::Model>,
     events: broadcast::Receiver<Event>,
     ticker: tokio::time::Interval,
+    /// Where the next re-read of the room starts.
+    checked: i64,
+    /// Where an unfinished re-read goes on (it stopped at a page limit).
+    resume: Option<i64>,
 }
+
+/// Messages may commit a little out of id order: each re-read looks again
+/// this far (in ids) below the newest message it found.
+const COMMIT_SLACK: i64 = 1_000;
 
 impl RoomStream {
     /// Queue a message unless already delivered; `announced` messages (from
@@ -206,47 +219,60 @@ impl RoomStream {
         }
     }
 
+    /// Read the room's messages since the last re-read, a page at a time;
+    /// a page that comes back full leaves the rest for the next call.
+    async fn recheck(&mut self) {
+        let since = self.resume.take().unwrap_or(self.checked).max(self.floor);
+        let Ok(page) = messages::room_since(&self.db, self.room, since, RECHECK_BATCH).await else {
+            // Retried at the next tick.
+            return;
+        };
+        let full = page.len() as u64 == RECHECK_BATCH;
+        let newest = page.last().map(|m| m.id);
+        for message in page {
+            self.take(message, false);
+        }
+        match newest {
+            Some(newest) if full => self.resume = Some(newest),
+            Some(newest) => self.checked = self.checked.max(newest - COMMIT_SLACK),
+            None => {}
+        }
+    }
+
     async fn next(mut self) -> Option<(Message, Self)> {
         loop {
             if let Some(message) = self.pending.pop_front() {
                 return Some((Message(message), self));
             }
-            match next_wake(&mut self.events, &mut self.ticker).await {
-                Wake::Event(Event::MessageStored { message }) if message.room_id == self.room => {
-                    self.take(message.into(), true);
-                }
-                Wake::Event(Event::MembershipChanged { room_id, user_id })
-                    if room_id == self.room && user_id == self.viewer =>
-                {
-                    // Left (or the room is gone): the stream ends.
-                    if !Box::pin(rooms::is_member(&self.db, self.room, self.viewer))
-                        .await
-                        .unwrap_or(false)
+            let recheck = self.resume.is_some()
+                || match next_wake(&mut self.events, &mut self.ticker).await {
+                    Wake::Event(Event::MessageStored { message })
+                        if message.room_id == self.room =>
                     {
-                        return None;
+                        self.take(message.into(), true);
+                        false
                     }
-                }
-                Wake::Event(_) => {}
-                // Fell behind the bus, or time for the periodic re-read
-                // (the bus may have dropped events).
-                Wake::Lagged | Wake::Tick => {
-                    // Messages commit about in id order: look a little below the
-                    // newest delivered one.
-                    let since = self
-                        .delivered
-                        .last()
-                        .map(|newest| newest.saturating_sub(1_000))
-                        .unwrap_or(self.floor)
-                        .max(self.floor);
-                    if let Ok(missed) =
-                        Box::pin(messages::room_since(&self.db, self.room, since)).await
+                    Wake::Event(Event::MembershipChanged { room_id, user_id })
+                        if room_id == self.room && user_id == self.viewer =>
                     {
-                        for message in missed {
-                            self.take(message, false);
+                        // Left (or the room is gone): the stream ends.
+                        if !Box::pin(rooms::is_member(&self.db, self.room, self.viewer))
+                            .await
+                            .unwrap_or(false)
+                        {
+                            return None;
                         }
+                        false
                     }
-                }
-                Wake::Closed => return None,
+                    Wake::Event(_) => false,
+                    // Fell behind the bus, or time for the periodic re-read
+                    // (the bus may have dropped events).
+                    Wake::Lagged | Wake::Tick => true,
+                    Wake::Closed => return None,
+                };
+            if recheck {
+                // Boxed: a waiting stream then holds only a small future.
+                Box::pin(self.recheck()).await;
             }
         }
     }
@@ -284,6 +310,7 @@ impl Subscription {
         let pending: VecDeque<_> = state.recheck().await.extend()?.into();
         let stream = UnreadStream {
             state,
+            behind: pending.len() >= RECHECK_BATCH as usize,
             pending,
             events,
             ticker: ticker(settings.recheck),
@@ -314,6 +341,8 @@ impl Subscription {
             pending: VecDeque::new(),
             events,
             ticker: ticker(settings.recheck),
+            checked: floor,
+            resume: None,
         };
         Ok(futures::stream::unfold(stream, RoomStream::next))
     }

@@ -2,58 +2,36 @@
 //! subprotocols: `graphql-transport-ws` (followed to the letter, close codes
 //! included) and the older `graphql-ws` (subscriptions-transport-ws).
 //!
-//! One task per connection reads client messages; every operation runs in
-//! its own task and sends its results through a bounded per-connection
-//! queue, so a slow client slows only itself, never other clients or the
-//! senders of messages (subscriptions that fall behind the event bus catch
-//! up from the database).
+//! A connection is one task: it reads client messages, polls the streams of
+//! its running operations, and writes their results. An operation's next
+//! result is only taken while the socket accepts writes, so a client that
+//! stops reading holds nothing but its own connection (its subscriptions
+//! fall behind the event bus and later catch up from the database), and one
+//! that takes no message for `WS_SEND_TIMEOUT_SECS` is dropped. Nothing a slow
+//! client does ever blocks other clients or the senders of messages.
 
 use std::{
-    collections::HashMap,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    collections::VecDeque,
+    future::{Future, poll_fn},
+    pin::Pin,
+    task::{Context, Poll},
 };
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
-use futures::{SinkExt, StreamExt};
+use futures::{Sink, StreamExt, stream::BoxStream};
 use serde_json::{Value, json};
-use tokio::{
-    sync::mpsc,
-    task::{AbortHandle, JoinSet},
-};
+use tokio::time::Sleep;
 
 use crate::{app::AppState, graphql, identity::Identity};
 
 pub const TRANSPORT_WS: &str = "graphql-transport-ws";
 pub const LEGACY_WS: &str = "graphql-ws";
 
-/// Messages one connection may have queued for sending.
-const OUTBOX: usize = 256;
 /// Operations one connection may run at once.
 const MAX_OPERATIONS: usize = 100;
-/// A client that takes longer than this to take one message is dropped.
-const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// How an operation's task ended.
-enum Ended {
-    /// Its stream finished: the session sends `complete`.
-    Completed,
-    /// It failed before it started; an `error` went out instead.
-    Errored,
-    /// The connection is going away, or the client stopped it.
-    Gone,
-}
-
-/// A running operation.
-struct Running {
-    generation: u64,
-    handle: AbortHandle,
-    /// Cleared when the client stops the operation, so nothing more of it
-    /// is sent even while its task winds down.
-    live: Arc<AtomicBool>,
-}
+/// Answers to the client's own messages (acks, pongs, errors) that may wait
+/// for the socket before the connection stops reading from the client.
+const QUEUE_LIMIT: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -70,16 +48,6 @@ impl Protocol {
             _ => Protocol::TransportWs,
         }
     }
-}
-
-/// What goes out on the socket.
-enum Out {
-    Text(String),
-    Close(u16, &'static str),
-}
-
-fn text(value: Value) -> Out {
-    Out::Text(value.to_string())
 }
 
 /// The identity in a `connection_init` payload, falling back to the upgrade
@@ -110,217 +78,312 @@ fn identity_of(state: &AppState, payload: &Value, fallback: &Identity) -> Identi
 
 /// Serve one websocket connection until it closes.
 pub async fn serve(socket: WebSocket, state: AppState, protocol: Protocol, upgrade: Identity) {
-    let (mut sink, mut stream) = socket.split();
-    let (out, mut outbox) = mpsc::channel::<Out>(OUTBOX);
-
-    // The writer: everything leaves through here, in order.
-    let writer = tokio::spawn(async move {
-        while let Some(message) = outbox.recv().await {
-            let frame = match message {
-                Out::Text(text) => WsMessage::Text(Utf8Bytes::from(text)),
-                Out::Close(code, reason) => {
-                    let close = WsMessage::Close(Some(CloseFrame {
-                        code,
-                        reason: Utf8Bytes::from_static(reason),
-                    }));
-                    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(close)).await;
-                    break;
-                }
-            };
-            // A client that stops reading is dropped, not waited for.
-            if !matches!(
-                tokio::time::timeout(SEND_TIMEOUT, sink.send(frame)).await,
-                Ok(Ok(()))
-            ) {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
-
-    let init_timeout = state.config.ws_init_timeout();
-    let keepalive = state.config.ws_keepalive();
+    let timer = Box::pin(tokio::time::sleep(state.config.ws_init_timeout()));
     let mut session = Session {
+        socket,
         state,
         protocol,
-        out,
+        upgrade,
         viewer: None,
-        operations: HashMap::new(),
-        tasks: JoinSet::new(),
-        generation: 0,
+        operations: Vec::new(),
+        next_operation: 0,
+        queue: VecDeque::new(),
+        timer,
+        stalled: None,
     };
-    let deadline = tokio::time::sleep(init_timeout);
-    tokio::pin!(deadline);
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+    session.run().await;
+}
 
-    loop {
-        tokio::select! {
-                            _ = &mut deadline, if session.viewer.is_none() => {
-                                session.close(4408, "Connection initialisation timeout").await;
-                                break;
-                            }
-                            _ = ticker.tick(), if session.viewer.is_some() => {
-                                let beat = match session.protocol {
-                                    Protocol::TransportWs => json!({"type": "ping"}),
-                                    Protocol::LegacyWs => json!({"type": "ka"}),
-                                };
-                                let _ = session.out.try_send(text(beat));
-                            }
-                Some(finished) = session.tasks.join_next() => Box::pin(session.reap(finished)).await,
-                            incoming = stream.next() => {
-                                let Some(Ok(message)) = incoming else { break };
-                                let text = match message {
-                                    WsMessage::Text(text) => text.to_string(),
-                                    WsMessage::Binary(bytes) => match String::from_utf8(bytes.to_vec()) {
-                                        Ok(text) => text,
-                                        Err(_) => {
-                                            session.close(4400, "Invalid message: not UTF-8").await;
-                                            break;
-                                        }
-                                    },
-                                    WsMessage::Close(_) => break,
-                                    WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
-                                };
-        // Boxed: an idle connection then holds only a small future.
-                                if !Box::pin(session.handle(&text, &upgrade)).await {
-                                    break;
-                                }
-                            }
-                        }
-    }
-    session.tasks.abort_all();
-    drop(session);
-    let _ = writer.await;
+/// A running operation: its client id and its stream of results.
+struct Operation {
+    id: String,
+    responses: BoxStream<'static, async_graphql::Response>,
+    /// Whether a result went out (a first result with errors only means the
+    /// operation never started).
+    started: bool,
+}
+
+/// What woke the connection.
+enum Step {
+    Incoming(Option<Result<WsMessage, axum::Error>>),
+    /// The next result of `operations[index]`; `None` when it finished.
+    Result(usize, Option<async_graphql::Response>),
+    /// The init deadline (before `connection_init`) or the keep-alive.
+    Timer,
+    /// The client is gone or took nothing for the send timeout.
+    WriteFailed,
 }
 
 struct Session {
+    socket: WebSocket,
     state: AppState,
     protocol: Protocol,
-    out: mpsc::Sender<Out>,
+    /// The identity of the upgrade request, used when `connection_init`
+    /// names none.
+    upgrade: Identity,
     /// `Some` once `connection_init` was accepted (the viewer may be anonymous).
     viewer: Option<Identity>,
-    /// Running operations by client id.
-    operations: HashMap<String, Running>,
-    tasks: JoinSet<(String, u64, Ended)>,
-    /// Numbers the operations, so a finished one is never mistaken for a
-    /// newer one reusing its id.
-    generation: u64,
+    operations: Vec<Operation>,
+    /// Where the next round of polling operations starts, so a busy
+    /// operation cannot starve the others.
+    next_operation: usize,
+    /// Frames waiting for the socket, in order.
+    queue: VecDeque<WsMessage>,
+    /// The init deadline, then the keep-alive.
+    timer: Pin<Box<Sleep>>,
+    /// Runs while the socket takes nothing.
+    stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl Session {
-    async fn send(&self, value: Value) {
-        let _ = self.out.send(text(value)).await;
-    }
-
-    async fn close(&self, code: u16, reason: &'static str) {
-        let _ = self.out.send(Out::Close(code, reason)).await;
-    }
-
-    /// An operation's task ended: free its id, then say `complete`.
-    async fn reap(&mut self, finished: Result<(String, u64, Ended), tokio::task::JoinError>) {
-        // An aborted task was already removed when it was stopped.
-        let Ok((id, generation, ended)) = finished else {
-            return;
-        };
-        if self
-            .operations
-            .get(&id)
-            .is_some_and(|running| running.generation == generation)
-        {
-            self.operations.remove(&id);
-            if matches!(ended, Ended::Completed) {
-                self.send(json!({"type": "complete", "id": id})).await;
+    async fn run(&mut self) {
+        loop {
+            let go_on = match poll_fn(|cx| self.poll_step(cx)).await {
+                // Boxed: an idle connection then holds only a small future.
+                Step::Incoming(Some(Ok(message))) => Box::pin(self.incoming(message)).await,
+                Step::Incoming(_) | Step::WriteFailed => false,
+                Step::Result(index, response) => {
+                    self.result(index, response);
+                    true
+                }
+                Step::Timer => self.timer_fired(),
+            };
+            if !go_on {
+                break;
             }
         }
+        // Whatever is still queued (a close frame, say), then the close.
+        self.operations.clear();
+        let _ = tokio::time::timeout(self.state.config.ws_send_timeout(), async {
+            if poll_fn(|cx| self.poll_write(cx)).await.is_ok() {
+                let _ = poll_fn(|cx| Pin::new(&mut self.socket).poll_close(cx)).await;
+            }
+        })
+        .await;
+    }
+
+    /// Write the queue out and flush; ready when everything is written.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
+        let mut socket = Pin::new(&mut self.socket);
+        while !self.queue.is_empty() {
+            match socket.as_mut().poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                Poll::Pending => return Poll::Pending,
+            }
+            let frame = self.queue.pop_front().expect("queue is not empty");
+            // Progress: the stall clock starts again.
+            self.stalled = None;
+            if socket.as_mut().start_send(frame).is_err() {
+                return Poll::Ready(Err(()));
+            }
+        }
+        socket.poll_flush(cx).map_err(|_| ())
+    }
+
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
+        let writable = match self.poll_write(cx) {
+            Poll::Ready(Ok(())) => {
+                self.stalled = None;
+                true
+            }
+            Poll::Ready(Err(())) => return Poll::Ready(Step::WriteFailed),
+            Poll::Pending => {
+                let timeout = self.state.config.ws_send_timeout();
+                let stalled = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if stalled.as_mut().poll(cx).is_ready() {
+                    tracing::debug!(?timeout, "websocket client took nothing: disconnected");
+                    return Poll::Ready(Step::WriteFailed);
+                }
+                false
+            }
+        };
+        // A client that does not read its answers is not read from either.
+        if self.queue.len() < QUEUE_LIMIT
+            && let Poll::Ready(incoming) = self.socket.poll_next_unpin(cx)
+        {
+            return Poll::Ready(Step::Incoming(incoming));
+        }
+        // Results are taken only while the socket takes them.
+        if writable {
+            let count = self.operations.len();
+            for k in 0..count {
+                let index = (self.next_operation + k) % count;
+                if let Poll::Ready(response) = self.operations[index].responses.poll_next_unpin(cx)
+                {
+                    self.next_operation = index + 1;
+                    return Poll::Ready(Step::Result(index, response));
+                }
+            }
+        }
+        if self.timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Step::Timer);
+        }
+        Poll::Pending
+    }
+
+    /// The init deadline passed, or it is time for a keep-alive.
+    fn timer_fired(&mut self) -> bool {
+        if self.viewer.is_none() {
+            self.close(4408, "Connection initialisation timeout");
+            return false;
+        }
+        let beat = match self.protocol {
+            Protocol::TransportWs => json!({"type": "ping"}),
+            Protocol::LegacyWs => json!({"type": "ka"}),
+        };
+        self.send(beat);
+        self.restart_timer(self.state.config.ws_keepalive());
+        true
+    }
+
+    fn restart_timer(&mut self, after: std::time::Duration) {
+        self.timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + after);
+    }
+
+    async fn incoming(&mut self, message: WsMessage) -> bool {
+        let text = match &message {
+            WsMessage::Text(text) => text.as_str(),
+            WsMessage::Binary(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(_) => {
+                    self.close(4400, "Invalid message: not UTF-8");
+                    return false;
+                }
+            },
+            WsMessage::Close(_) => return false,
+            WsMessage::Ping(_) | WsMessage::Pong(_) => return true,
+        };
+        self.handle(text).await
+    }
+
+    /// The next result of an operation, or its end.
+    fn result(&mut self, index: usize, response: Option<async_graphql::Response>) {
+        let Some(response) = response else {
+            // Finished: its id is free before the client hears `complete`.
+            let operation = self.operations.swap_remove(index);
+            self.send(json!({"type": "complete", "id": operation.id}));
+            return;
+        };
+        let operation = &mut self.operations[index];
+        // An operation that never started (validation, authorization): an
+        // `error` message for its id, and the socket stays open.
+        if !operation.started
+            && response.data == async_graphql::Value::Null
+            && !response.errors.is_empty()
+        {
+            let operation = self.operations.swap_remove(index);
+            let errors = serde_json::to_value(&response.errors).unwrap_or(Value::Null);
+            let message = self.error_message(&operation.id, errors);
+            self.send(message);
+            return;
+        }
+        operation.started = true;
+        let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
+        let message = match self.protocol {
+            Protocol::TransportWs => {
+                json!({"type": "next", "id": operation.id, "payload": payload})
+            }
+            Protocol::LegacyWs => json!({"type": "data", "id": operation.id, "payload": payload}),
+        };
+        self.send(message);
+    }
+
+    fn send(&mut self, value: Value) {
+        self.queue
+            .push_back(WsMessage::Text(Utf8Bytes::from(value.to_string())));
+    }
+
+    /// Queue a close frame; the connection ends once it is written.
+    fn close(&mut self, code: u16, reason: &str) {
+        // A close frame has room for 123 bytes of reason.
+        let mut end = reason.len().min(123);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.queue.push_back(WsMessage::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from(&reason[..end]),
+        })));
     }
 
     /// Handle one client message; false when the connection must end.
-    async fn handle(&mut self, raw: &str, upgrade: &Identity) -> bool {
+    async fn handle(&mut self, raw: &str) -> bool {
         let Ok(message) = serde_json::from_str::<Value>(raw) else {
-            return self.invalid("Invalid message: not JSON").await;
+            return self.invalid("Invalid message: not JSON".into());
         };
         let Some(kind) = message.get("type").and_then(Value::as_str) else {
-            return self.invalid("Invalid message: no `type`").await;
+            return self.invalid("Invalid message: no `type`".into());
         };
         let id = message.get("id").and_then(Value::as_str).map(str::to_owned);
         match (self.protocol, kind) {
-            (_, "connection_init") => self.init(message.get("payload"), upgrade).await,
+            (_, "connection_init") => self.init(message.get("payload")).await,
             (Protocol::TransportWs, "ping") => {
                 let mut pong = json!({"type": "pong"});
                 if let Some(payload) = message.get("payload") {
                     pong["payload"] = payload.clone();
                 }
-                self.send(pong).await;
+                self.send(pong);
                 true
             }
             (Protocol::TransportWs, "pong") => true,
             (Protocol::TransportWs, "subscribe") | (Protocol::LegacyWs, "start") => {
                 let Some(id) = id.filter(|id| !id.is_empty()) else {
-                    return self.invalid("Invalid message: `id` is required").await;
+                    return self.invalid("Invalid message: `id` is required".into());
                 };
                 let Some(payload) = message.get("payload").filter(|p| p.is_object()) else {
-                    return self.invalid("Invalid message: `payload` is required").await;
+                    return self.invalid("Invalid message: `payload` is required".into());
                 };
-                self.subscribe(id, payload.clone()).await
+                self.subscribe(id, payload.clone())
             }
             (Protocol::TransportWs, "complete") | (Protocol::LegacyWs, "stop") => {
                 let Some(id) = id else {
-                    return self.invalid("Invalid message: `id` is required").await;
+                    return self.invalid("Invalid message: `id` is required".into());
                 };
-                if let Some(running) = self.operations.remove(&id) {
-                    running.live.store(false, Ordering::Release);
-                    running.handle.abort();
+                // Dropping its stream stops the operation at once.
+                if let Some(index) = self.operations.iter().position(|op| op.id == id) {
+                    self.operations.swap_remove(index);
                     if self.protocol == Protocol::LegacyWs {
-                        self.send(json!({"type": "complete", "id": id})).await;
+                        self.send(json!({"type": "complete", "id": id}));
                     }
                 }
                 true
             }
             (Protocol::LegacyWs, "connection_terminate") => false,
-            _ => {
-                self.invalid_owned(format!("Invalid message type `{kind}`"))
-                    .await
-            }
+            _ => self.invalid(format!("Invalid message type `{kind}`")),
         }
     }
 
-    async fn invalid(&self, reason: &'static str) -> bool {
-        match self.protocol {
-            Protocol::TransportWs => self.close(4400, reason).await,
-            Protocol::LegacyWs => {
-                self.send(json!({"type": "connection_error", "payload": {"message": reason}}))
-                    .await
-            }
-        }
-        self.protocol == Protocol::LegacyWs
-    }
-
-    async fn invalid_owned(&self, reason: String) -> bool {
+    /// A message that breaks the protocol: `graphql-transport-ws` closes
+    /// with 4400, `graphql-ws` answers `connection_error` and goes on.
+    fn invalid(&mut self, reason: String) -> bool {
         match self.protocol {
             Protocol::TransportWs => {
-                let _ = self.out.send(Out::Close(4400, "Invalid message")).await;
-                tracing::debug!(%reason, "websocket closed");
+                self.close(4400, &reason);
                 false
             }
             Protocol::LegacyWs => {
-                self.send(json!({"type": "connection_error", "payload": {"message": reason}}))
-                    .await;
+                self.send(json!({"type": "connection_error", "payload": {"message": reason}}));
                 true
             }
         }
     }
 
-    async fn init(&mut self, payload: Option<&Value>, upgrade: &Identity) -> bool {
+    async fn init(&mut self, payload: Option<&Value>) -> bool {
         if self.viewer.is_some() {
             return match self.protocol {
                 Protocol::TransportWs => {
-                    self.close(4429, "Too many initialisation requests").await;
+                    self.close(4429, "Too many initialisation requests");
                     false
                 }
                 Protocol::LegacyWs => true,
             };
         }
-        let identity = identity_of(&self.state, payload.unwrap_or(&Value::Null), upgrade);
+        let identity = identity_of(&self.state, payload.unwrap_or(&Value::Null), &self.upgrade);
         let accepted = match &identity {
             Identity::Anonymous => true,
             other => other
@@ -329,98 +392,70 @@ impl Session {
                 .is_ok(),
         };
         if !accepted {
-            match self.protocol {
-                Protocol::TransportWs => self.close(4403, "Forbidden").await,
-                Protocol::LegacyWs => {
-                    self.send(json!({"type": "connection_error", "payload": {"message": "Forbidden: the identity in connection_init was refused"}}))
-                        .await;
-                    self.close(4403, "Forbidden").await;
-                }
+            if self.protocol == Protocol::LegacyWs {
+                self.send(json!({"type": "connection_error", "payload": {"message": "Forbidden: the identity in connection_init was refused"}}));
             }
+            self.close(4403, "Forbidden");
             return false;
         }
         self.viewer = Some(identity);
-        self.send(json!({"type": "connection_ack"})).await;
+        self.send(json!({"type": "connection_ack"}));
         if self.protocol == Protocol::LegacyWs {
-            self.send(json!({"type": "ka"})).await;
+            self.send(json!({"type": "ka"}));
         }
+        self.restart_timer(self.state.config.ws_keepalive());
         true
     }
 
-    async fn subscribe(&mut self, id: String, payload: Value) -> bool {
+    fn subscribe(&mut self, id: String, payload: Value) -> bool {
         let Some(identity) = self.viewer.clone() else {
             return match self.protocol {
                 Protocol::TransportWs => {
-                    self.close(4401, "Unauthorized").await;
+                    self.close(4401, "Unauthorized");
                     false
                 }
                 Protocol::LegacyWs => {
-                    self.send(json!({"type": "error", "id": id, "payload": {"message": "Send connection_init first"}}))
-                        .await;
+                    self.send(json!({"type": "error", "id": id, "payload": {"message": "Send connection_init first"}}));
                     true
                 }
             };
         };
-        if self.operations.contains_key(&id) {
+        if self.operations.iter().any(|op| op.id == id) {
             return match self.protocol {
                 Protocol::TransportWs => {
-                    let _ = self
-                        .out
-                        .send(Out::Close(4409, "Subscriber for this id already exists"))
-                        .await;
+                    self.close(4409, "Subscriber for this id already exists");
                     false
                 }
                 Protocol::LegacyWs => {
-                    self.send(json!({"type": "error", "id": id, "payload": {"message": format!("Operation `{id}` is already running")}}))
-                        .await;
+                    self.send(json!({"type": "error", "id": id, "payload": {"message": format!("Operation `{id}` is already running")}}));
                     true
                 }
             };
         }
         if self.operations.len() >= MAX_OPERATIONS {
-            self.send(self.error_message(
+            let message = self.error_message(
                 &id,
                 json!([{"message": format!("At most {MAX_OPERATIONS} operations may run on one connection")}]),
-            ))
-            .await;
+            );
+            self.send(message);
             return true;
         }
-        let request =
-            match serde_json::from_value::<async_graphql::Request>(payload) {
-                Ok(request) => request,
-                Err(e) => {
-                    self.send(self.error_message(
-                        &id,
-                        json!([{"message": format!("Invalid operation: {e}")}]),
-                    ))
-                    .await;
-                    return true;
-                }
-            };
-        let state = self.state.clone();
-        let out = self.out.clone();
-        let protocol = self.protocol;
-        self.generation += 1;
-        let generation = self.generation;
-        let live = Arc::new(AtomicBool::new(true));
-        let operation = Operation {
-            id: id.clone(),
-            protocol,
-            out,
-            live: live.clone(),
+        let request = match serde_json::from_value::<async_graphql::Request>(payload) {
+            Ok(request) => request,
+            Err(e) => {
+                let message = self
+                    .error_message(&id, json!([{"message": format!("Invalid operation: {e}")}]));
+                self.send(message);
+                return true;
+            }
         };
-        let handle = self.tasks.spawn(async move {
-            let ended = run_operation(state, &operation, request, identity).await;
-            (operation.id, generation, ended)
-        });
-        self.operations.insert(
+        let responses =
+            graphql::execute_stream(&self.state.schema, &self.state.db, request, identity).boxed();
+        self.operations.push(Operation {
             id,
-            Running {
-                generation,
-                handle,
-                live,
-            },
-        );
+            responses,
+            started: false,
+        });
         true
     }
 
@@ -432,64 +467,4 @@ impl Session {
             }
         }
     }
-}
-
-/// Where an operation's results go.
-struct Operation {
-    id: String,
-    protocol: Protocol,
-    out: mpsc::Sender<Out>,
-    live: Arc<AtomicBool>,
-}
-
-impl Operation {
-    /// Send a message of this operation; false once it must stop.
-    async fn send(&self, message: Value) -> bool {
-        self.live.load(Ordering::Acquire) && self.out.send(text(message)).await.is_ok()
-    }
-}
-
-/// Run one operation and stream its results; the session sends `complete`.
-async fn run_operation(
-    state: AppState,
-    operation: &Operation,
-    request: async_graphql::Request,
-    identity: Identity,
-) -> Ended {
-    let id = &operation.id;
-    let mut responses = Box::pin(graphql::execute_stream(
-        &state.schema,
-        &state.db,
-        request,
-        identity,
-    ));
-    let mut first = true;
-    while let Some(response) = responses.next().await {
-        // An operation that never started (validation, authorization):
-        // an `error` message for its id, and the socket stays open.
-        if first && response.data == async_graphql::Value::Null && !response.errors.is_empty() {
-            let errors = serde_json::to_value(&response.errors).unwrap_or(Value::Null);
-            let message = match operation.protocol {
-                Protocol::TransportWs => json!({"type": "error", "id": id, "payload": errors}),
-                Protocol::LegacyWs => {
-                    json!({"type": "error", "id": id, "payload": errors.get(0).cloned().unwrap_or(Value::Null)})
-                }
-            };
-            return if operation.send(message).await {
-                Ended::Errored
-            } else {
-                Ended::Gone
-            };
-        }
-        first = false;
-        let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
-        let message = match operation.protocol {
-            Protocol::TransportWs => json!({"type": "next", "id": id, "payload": payload}),
-            Protocol::LegacyWs => json!({"type": "data", "id": id, "payload": payload}),
-        };
-        if !operation.send(message).await {
-            return Ended::Gone;
-        }
-    }
-    Ended::Completed
 }

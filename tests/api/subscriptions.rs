@@ -392,6 +392,126 @@ mod live {
     use super::*;
 }
 
+/// A subscriber that stops reading holds up only itself: sends go on, the
+/// other subscribers get every message as it is stored, and once the slow
+/// one reads again its subscriptions (which fell far behind the event bus
+/// meanwhile) catch up from the database: every message, each once.
+async fn a_slow_reader_holds_up_only_itself(app: TestApp) {
+    let room = app.create_room(1, "busy", &["user_2", "user_3"]).await;
+    let mut slow = slow_reader(&app, 2).await;
+    slow.subscribe(
+        "room",
+        "subscription($r: ID!) { roomMessages(roomId: $r) { text } }",
+        json!({"r": room}),
+    )
+    .await;
+    slow.send(json!({"type": "ping"})).await;
+    assert_eq!(slow.next().await["type"], "pong");
+    let mut fast = unread_socket(&app, 3).await;
+    let sends = send_many(&app, room, FLOOD);
+    let fast_reads = receive_all(&mut fast, &["unread"], FLOOD);
+    let (sent, _) = tokio::join!(sends, fast_reads);
+    assert_eq!(sent, FLOOD);
+
+    receive_all(&mut slow, &["unread", "room"], FLOOD).await;
+    slow.quiet_for(Duration::from_millis(500)).await;
+}
+
+/// Read until each of the subscriptions `ids` delivered `count` distinct
+/// messages; none twice.
+async fn receive_all(socket: &mut Socket, ids: &[&str], count: usize) {
+    let mut seen: std::collections::HashMap<String, std::collections::HashSet<String>> = ids
+        .iter()
+        .map(|id| (id.to_string(), Default::default()))
+        .collect();
+    while seen.values().any(|texts| texts.len() < count) {
+        let message = socket.next().await;
+        if message["type"] == "ping" {
+            continue;
+        }
+        assert_eq!(message["type"], "next", "{message}");
+        let id = message["id"].as_str().expect("an operation id");
+        let data = message["payload"]["data"].as_object().expect("data");
+        let text = data.values().next().expect("one field")["text"]
+            .as_str()
+            .expect("a text");
+        let index = text[..4].to_owned();
+        let texts = seen.get_mut(id).expect("a known operation");
+        assert!(
+            texts.insert(index.clone()),
+            "{id}: message {index} arrived twice"
+        );
+    }
+}
+
+/// A client that takes nothing for `WS_SEND_TIMEOUT_SECS` is disconnected
+/// (the server holds no more for it than its socket buffers).
+async fn a_reader_that_stalls_too_long_is_dropped(app: TestApp) {
+    let room = app.create_room(1, "busy", &["user_2"]).await;
+    let mut slow = slow_reader(&app, 2).await;
+    assert_eq!(send_many(&app, room, FLOOD).await, FLOOD);
+    // The subscription may still be catching up on a loaded machine: give it
+    // time to fill the socket, then far longer than the send timeout.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let mut received = 0;
+    loop {
+        match slow.next_within(Duration::from_secs(10)).await {
+            Next::Message(_) => received += 1,
+            Next::Closed(_) => break,
+            Next::Nothing => panic!("the stalled connection stayed open after {received}"),
+        }
+    }
+    assert!(received < FLOOD, "all {received} messages arrived");
+}
+
+/// Messages that together hold far more than the socket buffers (about
+/// 3 KB each, 9 MB in all; loopback send buffers grow to 4 MB).
+const FLOOD: usize = 3000;
+
+/// An unread subscriber on a socket with a small receive buffer, that
+/// reads nothing until told to.
+async fn slow_reader(app: &TestApp, user: i64) -> Socket {
+    let mut slow = Socket::connect_with_receive_buffer(app, TRANSPORT, 4096).await;
+    slow.init(json!({"userId": user})).await;
+    slow.subscribe("unread", UNREAD, json!({})).await;
+    slow.send(json!({"type": "ping"})).await;
+    assert_eq!(slow.next().await["type"], "pong");
+    slow
+}
+
+/// Send `count` numbered messages, 8 at a time; returns how many were sent.
+async fn send_many(app: &TestApp, room: i64, count: usize) -> usize {
+    use futures::StreamExt;
+    let filler = "\u{20ac}".repeat(1000);
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let text = format!("{i:04} {filler}");
+            async move { app.send_group(1, room, &text).await }
+        })
+        .buffer_unordered(8)
+        .count()
+        .await
+}
+
+mod slow {
+    crate::scenarios!(
+        config = |c: &mut chat_gateway::config::Config| {
+            super::fast(c);
+            c.ws_send_timeout_secs = 300;
+        };
+        a_slow_reader_holds_up_only_itself,
+    );
+    use super::*;
+}
+
+mod stalled {
+    crate::scenarios!(
+        config = |c: &mut chat_gateway::config::Config| c.ws_send_timeout_secs = 1;
+        a_reader_that_stalls_too_long_is_dropped,
+    );
+    use super::*;
+}
+
 /// A `worker` process (its own event bus) stores the message; the gateway's
 /// subscriber gets it through Redis, long before any re-check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

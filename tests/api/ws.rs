@@ -6,8 +6,13 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream, connect_async,
-    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
+    MaybeTlsStream, WebSocketStream, client_async, connect_async,
+    tungstenite::{
+        Message,
+        client::IntoClientRequest,
+        handshake::client::{Request, Response},
+        http::HeaderValue,
+    },
 };
 
 use crate::helpers::TestApp;
@@ -30,13 +35,43 @@ impl Socket {
     }
 
     pub async fn connect_to(app: &TestApp, path: &str, protocol: &str) -> Socket {
+        let (inner, response) = connect_async(Self::request(app, path, protocol))
+            .await
+            .expect("websocket connects");
+        Self::accepted(inner, response, protocol)
+    }
+
+    /// Connect over a TCP socket with a small receive buffer, so that a
+    /// client that stops reading soon holds the server's writes up.
+    pub async fn connect_with_receive_buffer(app: &TestApp, protocol: &str, bytes: u32) -> Socket {
+        let address = app.address.trim_start_matches("http://").parse().unwrap();
+        let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+        tcp.set_recv_buffer_size(bytes).unwrap();
+        let stream = tcp.connect(address).await.expect("TCP connects");
+        let (inner, response) = client_async(
+            Self::request(app, "/graphql", protocol),
+            MaybeTlsStream::Plain(stream),
+        )
+        .await
+        .expect("websocket connects");
+        Self::accepted(inner, response, protocol)
+    }
+
+    fn request(app: &TestApp, path: &str, protocol: &str) -> Request {
         let url = app.url(path).replacen("http://", "ws://", 1);
         let mut request = url.into_client_request().unwrap();
         request.headers_mut().insert(
             "sec-websocket-protocol",
             HeaderValue::from_str(protocol).unwrap(),
         );
-        let (inner, response) = connect_async(request).await.expect("websocket connects");
+        request
+    }
+
+    fn accepted(
+        inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
+        response: Response,
+        protocol: &str,
+    ) -> Socket {
         assert_eq!(
             response.headers()["sec-websocket-protocol"],
             protocol,
