@@ -227,6 +227,18 @@ pub fn backoff(attempt: u32) -> Duration {
         .min(Duration::from_secs(30))
 }
 
+/// `first` and whatever else is already waiting, up to [`BATCH`] jobs.
+fn batch_from<T>(first: T, receiver: &mut mpsc::Receiver<T>) -> Vec<T> {
+    let mut batch = vec![first];
+    while batch.len() < BATCH {
+        match receiver.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 /// The embedded worker pool: `workers` tasks taking jobs from the in-process
 /// queue. On shutdown, running jobs finish; queued ones stay unfinished in
 /// the database and are queued again at the next start.
@@ -257,14 +269,7 @@ impl WorkerPool {
                             job = receiver.recv() => job,
                         };
                         let Some(first) = first else { break };
-                        let mut batch = vec![first];
-                        while batch.len() < BATCH {
-                            match receiver.try_recv() {
-                                Ok(next) => batch.push(next),
-                                Err(_) => break,
-                            }
-                        }
-                        batch
+                        batch_from(first, &mut receiver)
                     };
                     let jobs: Vec<(Envelope, bool)> = batch
                         .iter()
@@ -313,14 +318,7 @@ impl Batcher {
                         let Some(first) = receiver.recv().await else {
                             break;
                         };
-                        let mut batch = vec![first];
-                        while batch.len() < BATCH {
-                            match receiver.try_recv() {
-                                Ok(next) => batch.push(next),
-                                Err(_) => break,
-                            }
-                        }
-                        batch
+                        batch_from(first, &mut receiver)
                     };
                     let jobs: Vec<(Envelope, bool)> = batch
                         .iter()
