@@ -60,39 +60,47 @@ async fn next_wake(
     }
 }
 
+/// The messages a stream delivered: every id at or below the floor, and the
+/// ids above it (at most [`DELIVERED_MAX`]; the oldest fold into the floor).
+struct Delivered {
+    floor: i64,
+    ids: BTreeSet<i64>,
+}
+
+impl Delivered {
+    fn above(floor: i64) -> Self {
+        Delivered {
+            floor,
+            ids: BTreeSet::new(),
+        }
+    }
+
+    /// Record a message unless it was delivered already; true when it is
+    /// news. A message the database shows is news above the floor only; one
+    /// the event bus `announced` is news even below it (ids are handed out
+    /// before commit, so a message can be stored after a higher one).
+    fn take(&mut self, id: i64, announced: bool) -> bool {
+        if !(announced || id > self.floor) || !self.ids.insert(id) {
+            return false;
+        }
+        while self.ids.len() > DELIVERED_MAX {
+            if let Some(oldest) = self.ids.pop_first() {
+                self.floor = self.floor.max(oldest);
+            }
+        }
+        true
+    }
+}
+
 /// The unread stream's memory: what it delivered, and the rooms it watches.
 struct UnreadState {
     db: DatabaseConnection,
     viewer: i64,
-    /// Every message id at or below the floor counts as delivered.
-    floor: i64,
-    delivered: BTreeSet<i64>,
+    delivered: Delivered,
     rooms: HashSet<i64>,
 }
 
 impl UnreadState {
-    /// A message the database shows: new unless at or below the floor or
-    /// already delivered.
-    fn deliverable(&self, id: i64) -> bool {
-        id > self.floor && !self.delivered.contains(&id)
-    }
-
-    /// A message the event bus announces. Any event received after
-    /// subscribing is news, even below the floor: ids are handed out before
-    /// commit, so a message can be stored after a higher one.
-    fn announced(&self, id: i64) -> bool {
-        !self.delivered.contains(&id)
-    }
-
-    fn mark(&mut self, id: i64) {
-        self.delivered.insert(id);
-        while self.delivered.len() > DELIVERED_MAX {
-            if let Some(oldest) = self.delivered.pop_first() {
-                self.floor = self.floor.max(oldest);
-            }
-        }
-    }
-
     async fn refresh_rooms(&mut self) -> Result<(), AppError> {
         self.rooms = rooms::list_for_user(&self.db, self.viewer)
             .await?
@@ -107,20 +115,20 @@ impl UnreadState {
     /// one page could be all old news).
     async fn recheck(&mut self) -> Result<Vec<entity::message::Model>, AppError> {
         let mut fresh = Vec::new();
-        let mut after = self.floor;
+        let mut after = self.delivered.floor;
         loop {
             let page = messages::unread_since(&self.db, self.viewer, after, RECHECK_BATCH).await?;
             let full = page.len() as u64 == RECHECK_BATCH;
             if let Some(last) = page.last() {
                 after = last.id;
             }
-            fresh.extend(page.into_iter().filter(|m| self.deliverable(m.id)));
+            fresh.extend(
+                page.into_iter()
+                    .filter(|m| self.delivered.take(m.id, false)),
+            );
             if !full || fresh.len() >= RECHECK_BATCH as usize {
                 break;
             }
-        }
-        for m in &fresh {
-            self.mark(m.id);
         }
         Ok(fresh)
     }
@@ -148,9 +156,8 @@ impl UnreadStream {
                         let state = &mut self.state;
                         if message.sender_id != Some(state.viewer)
                             && state.rooms.contains(&message.room_id)
-                            && state.announced(message.id)
+                            && state.delivered.take(message.id, true)
                         {
-                            state.mark(message.id);
                             self.pending.push_back(message.into());
                         }
                         false
@@ -190,8 +197,7 @@ struct RoomStream {
     db: DatabaseConnection,
     room: i64,
     viewer: i64,
-    floor: i64,
-    delivered: BTreeSet<i64>,
+    delivered: Delivered,
     pending: VecDeque<entity::message::Model>,
     events: broadcast::Receiver<Event>,
     ticker: tokio::time::Interval,
@@ -209,12 +215,7 @@ impl RoomStream {
     /// Queue a message unless already delivered; `announced` messages (from
     /// the event bus) are news even below the floor.
     fn take(&mut self, message: entity::message::Model, announced: bool) {
-        if (announced || message.id > self.floor) && self.delivered.insert(message.id) {
-            while self.delivered.len() > DELIVERED_MAX {
-                if let Some(oldest) = self.delivered.pop_first() {
-                    self.floor = self.floor.max(oldest);
-                }
-            }
+        if self.delivered.take(message.id, announced) {
             self.pending.push_back(message);
         }
     }
@@ -222,7 +223,11 @@ impl RoomStream {
     /// Read the room's messages since the last re-read, a page at a time;
     /// a page that comes back full leaves the rest for the next call.
     async fn recheck(&mut self) {
-        let since = self.resume.take().unwrap_or(self.checked).max(self.floor);
+        let since = self
+            .resume
+            .take()
+            .unwrap_or(self.checked)
+            .max(self.delivered.floor);
         let Ok(page) = messages::room_since(&self.db, self.room, since, RECHECK_BATCH).await else {
             // Retried at the next tick.
             return;
@@ -302,8 +307,7 @@ impl Subscription {
         let mut state = UnreadState {
             db,
             viewer,
-            floor,
-            delivered: BTreeSet::new(),
+            delivered: Delivered::above(floor),
             rooms: HashSet::new(),
         };
         state.refresh_rooms().await.extend()?;
@@ -336,8 +340,7 @@ impl Subscription {
             db,
             room,
             viewer,
-            floor,
-            delivered: BTreeSet::new(),
+            delivered: Delivered::above(floor),
             pending: VecDeque::new(),
             events,
             ticker: ticker(settings.recheck),
@@ -413,5 +416,33 @@ impl TaskStream {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivered_ids_are_taken_once_and_fold_into_the_floor() {
+        let mut delivered = Delivered::above(10);
+        // The database's rows at or below the floor are old news; the bus's
+        // announcements are not (a late commit).
+        assert!(!delivered.take(10, false));
+        assert!(delivered.take(9, true));
+        assert!(!delivered.take(9, true));
+        assert!(delivered.take(11, false));
+        assert!(!delivered.take(11, true));
+
+        for id in 100..(100 + DELIVERED_MAX as i64) {
+            assert!(delivered.take(id, false));
+        }
+        assert_eq!(delivered.ids.len(), DELIVERED_MAX);
+        // The two oldest (9 and 11) folded into the floor: the database's
+        // rows up to 11 count as delivered.
+        assert_eq!(delivered.floor, 11);
+        assert!(!delivered.take(11, false));
+        assert!(!delivered.take(100, false));
+        assert!(delivered.take(12, false));
     }
 }
