@@ -25,8 +25,7 @@ use crate::{
     domain::{self, tasks, users},
     error::AppError,
     events::{EventBus, LocalBus, redis::RedisBus},
-    graphql::{self, ChatSchema},
-    http,
+    graphql, http,
     identity::KnownUsers,
     jobs::{
         Jobs,
@@ -43,7 +42,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
     pub redis: Option<ConnectionManager>,
-    pub schema: ChatSchema,
+    pub graphql: graphql::Gateway,
     pub statements: Arc<StatementCounter>,
     pub jobs: Jobs,
     pub queue: Arc<dyn JobQueue>,
@@ -231,11 +230,12 @@ impl Application {
                 addr: config.bind,
                 reason: e.to_string(),
             })?;
+        let graphql = graphql::Gateway::new(schema, db.clone(), &config);
         let state = AppState {
             config: Arc::new(config),
             db,
             redis,
-            schema,
+            graphql,
             statements,
             jobs,
             queue,

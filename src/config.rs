@@ -184,9 +184,78 @@ pub struct Config {
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub body_limit_bytes: usize,
 
-    /// Deepest nesting a GraphQL query may have.
+    /// Deepest nesting of fields a GraphQL operation may have (introspection
+    /// excepted: its shape is bounded by the schema).
     #[arg(long, env = "GRAPHQL_MAX_DEPTH", default_value_t = 12, global = true)]
     pub graphql_max_depth: usize,
+
+    /// Most tokens (names, punctuation, values) a GraphQL document may have.
+    #[arg(
+        long,
+        env = "GRAPHQL_MAX_TOKENS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub graphql_max_tokens: usize,
+
+    /// Most fields a GraphQL operation may select, counted with every
+    /// fragment spread expanded.
+    #[arg(
+        long,
+        env = "GRAPHQL_MAX_FIELDS",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub graphql_max_fields: usize,
+
+    /// Most aliased fields a GraphQL operation may have (fragments expanded).
+    #[arg(long, env = "GRAPHQL_MAX_ALIASES", default_value_t = 30, global = true)]
+    pub graphql_max_aliases: usize,
+
+    /// Most fields at the root of a GraphQL operation (fragments expanded).
+    #[arg(
+        long,
+        env = "GRAPHQL_MAX_ROOT_FIELDS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub graphql_max_root_fields: usize,
+
+    /// Most directives a GraphQL operation may carry (fragments expanded).
+    #[arg(
+        long,
+        env = "GRAPHQL_MAX_DIRECTIVES",
+        default_value_t = 50,
+        global = true
+    )]
+    pub graphql_max_directives: usize,
+
+    /// Most items of any list in a GraphQL argument or variable.
+    #[arg(
+        long,
+        env = "GRAPHQL_MAX_LIST_ITEMS",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub graphql_max_list_items: usize,
+
+    /// Milliseconds a GraphQL query or mutation may run before it is cancelled.
+    #[arg(
+        long,
+        env = "GRAPHQL_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub graphql_timeout_ms: u64,
+
+    /// Largest GraphQL response, in bytes; a larger one is replaced by an error.
+    #[arg(
+        long,
+        env = "GRAPHQL_MAX_RESPONSE_BYTES",
+        default_value_t = 4 * 1024 * 1024,
+        global = true
+    )]
+    pub graphql_max_response_bytes: usize,
 
     /// Largest complexity score a GraphQL query may have (each field counts 1; a
     /// connection counts its page size times its children).
@@ -270,6 +339,10 @@ impl Config {
 
     pub fn unread_recheck(&self) -> Duration {
         Duration::from_secs(self.unread_recheck_secs.max(1))
+    }
+
+    pub fn graphql_timeout(&self) -> Duration {
+        Duration::from_millis(self.graphql_timeout_ms.max(1))
     }
 
     pub fn ws_init_timeout(&self) -> Duration {

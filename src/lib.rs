@@ -32,6 +32,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod identity;
+pub mod input;
 pub mod jobs;
 pub mod metrics;
 pub mod rest;

@@ -43,6 +43,91 @@ struct Registry {
     http: BTreeMap<(String, String, u16), Histogram>,
     graphql: BTreeMap<(String, String), Histogram>,
     jobs: BTreeMap<(String, String), Histogram>,
+    /// (metric, label name, label value) -> count.
+    counters: BTreeMap<(&'static str, &'static str, String), u64>,
+    /// (metric, label name, label value) -> current value.
+    gauges: BTreeMap<(&'static str, &'static str, String), i64>,
+}
+
+/// What each counter and gauge means, for `# HELP`.
+const HELP: &[(&str, &str)] = &[
+    (
+        "graphql_refused_total",
+        "GraphQL operations refused before or during execution, by the limit that refused them.",
+    ),
+    (
+        "http_connections_dropped_total",
+        "HTTP connections closed by the server, by reason (header, body or idle timeout, capacity).",
+    ),
+    (
+        "http_requests_shed_total",
+        "HTTP requests answered 503 because too many were in flight.",
+    ),
+    (
+        "rate_limited_total",
+        "Requests refused with 429, by rate-limit rule.",
+    ),
+    (
+        "background_restarts_total",
+        "Background loops that stopped unexpectedly and were restarted, by loop.",
+    ),
+    ("http_connections_open", "Open HTTP connections."),
+    (
+        "background_loop_healthy",
+        "1 while a background loop runs, 0 after it stopped unexpectedly until it is restarted.",
+    ),
+];
+
+/// Add one to a counter with one label.
+pub fn count(metric: &'static str, label: &'static str, value: &str) {
+    if let Ok(mut registry) = registry().lock() {
+        let key = (metric, label, value.chars().take(64).collect::<String>());
+        if registry.counters.len() >= MAX_SERIES && !registry.counters.contains_key(&key) {
+            return;
+        }
+        *registry.counters.entry(key).or_default() += 1;
+    }
+}
+
+/// Set a gauge with one label (an empty label name for none).
+pub fn gauge(metric: &'static str, label: &'static str, value: &str, level: i64) {
+    if let Ok(mut registry) = registry().lock() {
+        registry
+            .gauges
+            .insert((metric, label, value.chars().take(64).collect()), level);
+    }
+}
+
+/// Move a gauge without labels by `delta`.
+pub fn gauge_add(metric: &'static str, delta: i64) {
+    if let Ok(mut registry) = registry().lock() {
+        *registry
+            .gauges
+            .entry((metric, "", String::new()))
+            .or_default() += delta;
+    }
+}
+
+fn render_simple(
+    out: &mut String,
+    kind: &str,
+    series: &BTreeMap<(&'static str, &'static str, String), impl std::fmt::Display>,
+) {
+    let mut last = "";
+    for ((metric, label, value), level) in series {
+        if *metric != last {
+            last = metric;
+            if let Some((_, help)) = HELP.iter().find(|(name, _)| name == metric) {
+                let _ = writeln!(out, "# HELP {metric} {help}");
+            }
+            let _ = writeln!(out, "# TYPE {metric} {kind}");
+        }
+        if label.is_empty() {
+            let _ = writeln!(out, "{metric} {level}");
+        } else {
+            let _ = writeln!(out, "{metric}{{{label}=\"{}\"}} {level}", escape(value));
+        }
+    }
 }
 
 fn registry() -> &'static Mutex<Registry> {
@@ -151,6 +236,8 @@ pub fn render() -> String {
         &registry.jobs,
         |(kind, outcome)| format!("kind=\"{}\",outcome=\"{}\"", escape(kind), escape(outcome)),
     );
+    render_simple(&mut out, "counter", &registry.counters);
+    render_simple(&mut out, "gauge", &registry.gauges);
     out
 }
 
@@ -162,7 +249,12 @@ mod tests {
     fn renders_prometheus_text() {
         http_request("GET", "/users/{id}", 200, Duration::from_millis(3));
         job("send_group_message", "success", Duration::from_millis(12));
+        count("rate_limited_total", "rule", "sends_per_user");
+        gauge("background_loop_healthy", "loop", "dispatcher", 1);
         let text = render();
+        assert!(text.contains("# TYPE rate_limited_total counter"));
+        assert!(text.contains("rate_limited_total{rule=\"sends_per_user\"} 1"));
+        assert!(text.contains("background_loop_healthy{loop=\"dispatcher\"} 1"));
         assert!(text.contains("# TYPE http_request_duration_seconds histogram"));
         assert!(text.contains(
             "http_request_duration_seconds_count{method=\"GET\",route=\"/users/{id}\",status=\"200\"}"

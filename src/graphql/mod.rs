@@ -7,18 +7,24 @@
 mod auth;
 mod connection;
 mod introspection;
+pub mod limits;
 pub mod loaders;
 mod messages;
+mod order;
 mod rooms;
 pub mod subscriptions;
 mod tasks;
 mod users;
 
-use async_graphql::{Context, ErrorExtensions, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{
+    Context, ErrorExtensions, MergedObject, Request, Schema, SchemaBuilder, ServerError,
+    parser::types::ExecutableDocument,
+};
+use futures::{StreamExt, stream::BoxStream};
 use sea_orm::DatabaseConnection;
 use tokio::sync::OnceCell;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use crate::{
     accounts::Accounts,
@@ -31,6 +37,7 @@ use crate::{
 
 use async_graphql::dataloader::Loader;
 pub use connection::TotalCount;
+use limits::QueryLimits;
 use loaders::{LoadError, Loaders};
 
 #[derive(MergedObject, Default)]
@@ -84,7 +91,7 @@ pub fn build(
             max_page_size: config.max_page_size.max(1),
             token_ttl: config.token_ttl(),
         })
-        .limit_depth(config.graphql_max_depth)
+        // Depth is limited (outside introspection) by `limits`, before this.
         .limit_complexity(config.graphql_max_complexity);
     if !config.graphql_introspection {
         builder = builder
@@ -118,21 +125,175 @@ impl Viewer {
     }
 }
 
-/// Execute one request with its per-request data (viewer, loaders).
-pub async fn execute(
-    schema: &ChatSchema,
-    db: &DatabaseConnection,
-    request: async_graphql::Request,
-    identity: Identity,
-) -> async_graphql::Response {
-    let (loaders, rounds) = loaders::per_request(db.clone());
-    let (kind, named) = operation_of(&request.query);
-    let name = request.operation_name.clone().or(named);
-    let request = request.data(Viewer::new(identity)).data(loaders);
-    let started = std::time::Instant::now();
-    let response = rounds.drive(schema.execute(request)).await;
-    crate::metrics::graphql_operation(kind, name.as_deref(), started.elapsed());
-    response
+/// A response as the transports send it.
+pub struct Executed {
+    pub response: async_graphql::Response,
+    /// Refused before execution by a limit or a bad input string: the
+    /// client must change the request (HTTP 400).
+    pub refused: bool,
+}
+
+/// The schema with what runs around every operation: admission limits, the
+/// execution deadline, per-request data, response order and size.
+#[derive(Clone)]
+pub struct Gateway {
+    pub schema: ChatSchema,
+    db: DatabaseConnection,
+    limits: Arc<QueryLimits>,
+    timeout: Duration,
+    max_response_bytes: usize,
+}
+
+impl Gateway {
+    pub fn new(schema: ChatSchema, db: DatabaseConnection, config: &Config) -> Self {
+        Gateway {
+            schema,
+            db,
+            limits: Arc::new(QueryLimits::from_config(config)),
+            timeout: config.graphql_timeout(),
+            max_response_bytes: config.graphql_max_response_bytes,
+        }
+    }
+
+    fn admit(&self, request: &mut Request) -> Result<ExecutableDocument, ServerError> {
+        self.limits.admit(request).inspect_err(|error| {
+            let limit = error
+                .extensions
+                .as_ref()
+                .and_then(|e| match e.get("limit").or_else(|| e.get("code")) {
+                    Some(async_graphql::Value::String(limit)) => Some(limit.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| "parse".to_owned());
+            crate::metrics::count("graphql_refused_total", "limit", &limit);
+        })
+    }
+
+    /// Execute one request with its per-request data (viewer, loaders),
+    /// within the deadline.
+    pub async fn execute(&self, mut request: Request, identity: Identity) -> Executed {
+        let (kind, named) = operation_of(&request.query);
+        let name = request.operation_name.clone().or(named);
+        let started = std::time::Instant::now();
+        let document = match self.admit(&mut request) {
+            Ok(document) => document,
+            Err(error) => {
+                let refused = limits::is_refusal(&error);
+                return Executed {
+                    response: async_graphql::Response::from_errors(vec![error]),
+                    refused,
+                };
+            }
+        };
+        let operation = request.operation_name.clone();
+        let (loaders, rounds) = loaders::per_request(self.db.clone());
+        let request = request.data(Viewer::new(identity)).data(loaders);
+        let execution = rounds.drive(self.schema.execute(request));
+        let mut response = match tokio::time::timeout(self.timeout, execution).await {
+            Ok(response) => response,
+            Err(_) => {
+                crate::metrics::count("graphql_refused_total", "limit", "GRAPHQL_TIMEOUT_MS");
+                timed_out(self.timeout)
+            }
+        };
+        let refused = refuse_complexity(&mut response);
+        order::reorder(&mut response.data, &document, operation.as_deref());
+        crate::metrics::graphql_operation(kind, name.as_deref(), started.elapsed());
+        Executed { response, refused }
+    }
+
+    /// Execute one operation over a websocket: a stream of responses (one
+    /// for a query or mutation, one per event for a subscription).
+    pub fn execute_stream(
+        &self,
+        mut request: Request,
+        identity: Identity,
+    ) -> BoxStream<'static, async_graphql::Response> {
+        let document = match self.admit(&mut request) {
+            Ok(document) => Arc::new(document),
+            Err(error) => {
+                let response = async_graphql::Response::from_errors(vec![error]);
+                return futures::stream::once(async move { response }).boxed();
+            }
+        };
+        let operation = request.operation_name.clone();
+        let (loaders, rounds) = loaders::per_request(self.db.clone());
+        let request = request.data(Viewer::new(identity)).data(loaders);
+        rounds
+            .drive_stream(self.schema.execute_stream(request))
+            .map(move |mut response| {
+                order::reorder(&mut response.data, &document, operation.as_deref());
+                response
+            })
+            .boxed()
+    }
+
+    /// A response as JSON bytes; one over `GRAPHQL_MAX_RESPONSE_BYTES` is
+    /// replaced by an error saying so.
+    pub fn to_json(&self, response: &async_graphql::Response) -> Vec<u8> {
+        let bytes = serde_json::to_vec(response).unwrap_or_else(|_| b"{}".to_vec());
+        if bytes.len() <= self.max_response_bytes {
+            return bytes;
+        }
+        crate::metrics::count(
+            "graphql_refused_total",
+            "limit",
+            "GRAPHQL_MAX_RESPONSE_BYTES",
+        );
+        let mut error = ServerError::new(
+            format!(
+                "The response is {} bytes, more than the {} allowed (GRAPHQL_MAX_RESPONSE_BYTES); \
+                 select fewer fields or smaller pages",
+                bytes.len(),
+                self.max_response_bytes
+            ),
+            None,
+        );
+        let mut extensions = async_graphql::ErrorExtensionValues::default();
+        extensions.set("code", limits::LIMIT_EXCEEDED);
+        extensions.set("limit", "GRAPHQL_MAX_RESPONSE_BYTES");
+        error.extensions = Some(extensions);
+        serde_json::to_vec(&async_graphql::Response::from_errors(vec![error]))
+            .unwrap_or_else(|_| b"{}".to_vec())
+    }
+}
+
+/// async-graphql's complexity check (it knows each field's cost) words its
+/// refusal like a validation error; make it a refusal like the others.
+/// True when it refused the operation.
+fn refuse_complexity(response: &mut async_graphql::Response) -> bool {
+    const MESSAGE: &str = "Query is too complex.";
+    let Some(error) = response
+        .errors
+        .iter_mut()
+        .find(|e| e.path.is_empty() && e.message == MESSAGE)
+    else {
+        return false;
+    };
+    error.message = "Query refused: the operation is more complex than allowed \
+        (GRAPHQL_MAX_COMPLEXITY); ask for smaller pages or fewer fields."
+        .to_owned();
+    let mut extensions = async_graphql::ErrorExtensionValues::default();
+    extensions.set("code", limits::LIMIT_EXCEEDED);
+    extensions.set("limit", "GRAPHQL_MAX_COMPLEXITY");
+    error.extensions = Some(extensions);
+    crate::metrics::count("graphql_refused_total", "limit", "GRAPHQL_MAX_COMPLEXITY");
+    true
+}
+
+/// The answer to an operation cancelled at its deadline.
+fn timed_out(timeout: Duration) -> async_graphql::Response {
+    let mut error = ServerError::new(
+        format!(
+            "The operation did not finish within {} ms and was cancelled (GRAPHQL_TIMEOUT_MS)",
+            timeout.as_millis()
+        ),
+        None,
+    );
+    let mut extensions = async_graphql::ErrorExtensionValues::default();
+    extensions.set("code", "TIMEOUT");
+    error.extensions = Some(extensions);
+    async_graphql::Response::from_errors(vec![error])
 }
 
 /// The type (`query`, `mutation`, `subscription`) and name of the first
@@ -150,19 +311,6 @@ fn operation_of(query: &str) -> (&'static str, Option<String>) {
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
         .collect();
     (kind, Some(name).filter(|n| !n.is_empty()))
-}
-
-/// Execute one operation over a websocket: a stream of responses (one for
-/// a query or mutation, one per event for a subscription).
-pub fn execute_stream(
-    schema: &ChatSchema,
-    db: &DatabaseConnection,
-    request: async_graphql::Request,
-    identity: Identity,
-) -> impl futures::Stream<Item = async_graphql::Response> + Send + 'static {
-    let (loaders, rounds) = loaders::per_request(db.clone());
-    let request = request.data(Viewer::new(identity)).data(loaders);
-    rounds.drive_stream(schema.execute_stream(request))
 }
 
 /// Shared accessors for resolvers.

@@ -10,9 +10,7 @@
 //!   parsed).
 //! - A browser `GET` without a query gets GraphiQL.
 
-use async_graphql::{
-    BatchRequest, BatchResponse, Response as GqlResponse, parser::types::OperationType,
-};
+use async_graphql::{BatchRequest, Response as GqlResponse, parser::types::OperationType};
 use axum::{
     body::Bytes,
     extract::State,
@@ -101,40 +99,59 @@ fn request_error(status: StatusCode, media: MediaType, message: &str) -> Respons
 }
 
 /// A response whose errors all come before execution (parse, validation,
-/// variables) has no data and no error with a path.
+/// variables, limits) has no data and no error with a path.
 fn is_request_error(response: &GqlResponse) -> bool {
     response.data == async_graphql::Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty())
 }
 
-fn single_body(response: &GqlResponse, media: MediaType) -> (StatusCode, serde_json::Value) {
-    let mut value = serde_json::to_value(response).unwrap_or_else(|_| json!({}));
-    if media == MediaType::GraphQLResponseJson && is_request_error(response) {
-        if let Some(object) = value.as_object_mut() {
-            object.remove("data");
-        }
-        return (StatusCode::BAD_REQUEST, value);
+/// The status and body of one response. A request that never ran has no
+/// `data` entry; it is a 400 when a limit or a bad input refused it, and
+/// also for any request error under `application/graphql-response+json`.
+fn single_body(
+    gateway: &graphql::Gateway,
+    executed: &graphql::Executed,
+    media: MediaType,
+) -> (StatusCode, Vec<u8>) {
+    let response = &executed.response;
+    if is_request_error(response) {
+        let body = serde_json::to_vec(&json!({"errors": response.errors}))
+            .unwrap_or_else(|_| b"{}".to_vec());
+        let status = if executed.refused || media == MediaType::GraphQLResponseJson {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        };
+        return (status, body);
     }
-    (StatusCode::OK, value)
+    (StatusCode::OK, gateway.to_json(response))
 }
 
-fn respond(batch: BatchResponse, media: MediaType) -> Response {
-    let (status, body) = match &batch {
-        BatchResponse::Single(response) => single_body(response, media),
-        BatchResponse::Batch(responses) => (
-            StatusCode::OK,
-            serde_json::Value::Array(responses.iter().map(|r| single_body(r, media).1).collect()),
-        ),
+fn respond(
+    state: &AppState,
+    batch: Vec<graphql::Executed>,
+    single: bool,
+    media: MediaType,
+) -> Response {
+    let gateway = &state.graphql;
+    let (status, body) = if single {
+        single_body(gateway, &batch[0], media)
+    } else {
+        let mut body = Vec::with_capacity(64 * batch.len());
+        body.push(b'[');
+        for (index, executed) in batch.iter().enumerate() {
+            if index > 0 {
+                body.push(b',');
+            }
+            body.extend(single_body(gateway, executed, media).1);
+        }
+        body.push(b']');
+        (StatusCode::OK, body)
     };
-    let mut response = (
-        status,
-        [(header::CONTENT_TYPE, media.header())],
-        body.to_string(),
-    )
-        .into_response();
-    if let BatchResponse::Single(single) = &batch {
-        for (name, value) in single.http_headers.iter() {
+    let mut response = (status, [(header::CONTENT_TYPE, media.header())], body).into_response();
+    if single {
+        for (name, value) in batch[0].response.http_headers.iter() {
             response.headers_mut().append(name, value.clone());
         }
     }
@@ -147,10 +164,11 @@ async fn execute(
     batch: BatchRequest,
     media: MediaType,
 ) -> Response {
-    let response = match batch {
-        BatchRequest::Single(request) => BatchResponse::Single(
-            graphql::execute(&state.schema, &state.db, request, identity).await,
-        ),
+    match batch {
+        BatchRequest::Single(request) => {
+            let executed = state.graphql.execute(request, identity).await;
+            respond(state, vec![executed], true, media)
+        }
         BatchRequest::Batch(requests) => {
             if requests.len() > MAX_BATCH {
                 return request_error(
@@ -161,14 +179,11 @@ async fn execute(
             }
             let mut responses = Vec::with_capacity(requests.len());
             for request in requests {
-                responses.push(
-                    graphql::execute(&state.schema, &state.db, request, identity.clone()).await,
-                );
+                responses.push(state.graphql.execute(request, identity.clone()).await);
             }
-            BatchResponse::Batch(responses)
+            respond(state, responses, false, media)
         }
-    };
-    respond(response, media)
+    }
 }
 
 fn is_json_content_type(headers: &HeaderMap) -> bool {

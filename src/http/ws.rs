@@ -22,7 +22,7 @@ use futures::{Sink, StreamExt, stream::BoxStream};
 use serde_json::{Value, json};
 use tokio::time::Sleep;
 
-use crate::{app::AppState, graphql, identity::Identity};
+use crate::{app::AppState, identity::Identity};
 
 pub const TRANSPORT_WS: &str = "graphql-transport-ws";
 pub const LEGACY_WS: &str = "graphql-ws";
@@ -283,14 +283,24 @@ impl Session {
             return;
         }
         operation.started = true;
-        let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
-        let message = match self.protocol {
-            Protocol::TransportWs => {
-                json!({"type": "next", "id": operation.id, "payload": payload})
-            }
-            Protocol::LegacyWs => json!({"type": "data", "id": operation.id, "payload": payload}),
+        // The payload is serialized once, straight into the frame.
+        let kind = match self.protocol {
+            Protocol::TransportWs => "next",
+            Protocol::LegacyWs => "data",
         };
-        self.send(message);
+        let id = Value::String(operation.id.clone()).to_string();
+        let payload = self.state.graphql.to_json(&response);
+        let mut frame = Vec::with_capacity(payload.len() + id.len() + 40);
+        frame.extend_from_slice(b"{\"type\":\"");
+        frame.extend_from_slice(kind.as_bytes());
+        frame.extend_from_slice(b"\",\"id\":");
+        frame.extend_from_slice(id.as_bytes());
+        frame.extend_from_slice(b",\"payload\":");
+        frame.extend_from_slice(&payload);
+        frame.push(b'}');
+        // JSON is UTF-8 by construction.
+        let text = String::from_utf8(frame).unwrap_or_default();
+        self.queue.push_back(WsMessage::Text(Utf8Bytes::from(text)));
     }
 
     fn send(&mut self, value: Value) {
@@ -449,8 +459,7 @@ impl Session {
                 return true;
             }
         };
-        let responses =
-            graphql::execute_stream(&self.state.schema, &self.state.db, request, identity).boxed();
+        let responses = self.state.graphql.execute_stream(request, identity);
         self.operations.push(Operation {
             id,
             responses,

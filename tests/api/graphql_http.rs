@@ -244,11 +244,12 @@ async fn complexity_limit_refuses_expensive_queries() {
             json!({}),
         )
         .await;
-    assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("complex"),
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "LIMIT_EXCEEDED",
+        "{body}"
+    );
+    assert_eq!(
+        body["errors"][0]["extensions"]["limit"], "GRAPHQL_MAX_COMPLEXITY",
         "{body}"
     );
     let body = app

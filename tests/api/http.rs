@@ -160,11 +160,12 @@ async fn depth_limit_refuses_deep_queries() {
             json!({}),
         )
         .await;
-    assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("too deep"),
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "LIMIT_EXCEEDED",
+        "{body}"
+    );
+    assert_eq!(
+        body["errors"][0]["extensions"]["limit"], "GRAPHQL_MAX_DEPTH",
         "{body}"
     );
 }

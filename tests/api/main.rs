@@ -13,6 +13,7 @@ mod http;
 mod jobs;
 mod legacy_off;
 mod legacy_rest;
+mod limits;
 mod messages;
 mod migrations;
 mod openapi;
