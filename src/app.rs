@@ -288,14 +288,15 @@ impl Application {
             stopping.clone(),
         ));
 
+        let settings = http::server::Settings::from_config(&config);
         let router = http::router(state);
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let server = http::server::serve(listener, router, settings, async move {
             shutdown.await;
             let _ = signalled_tx.send(());
         });
         tracing::info!(?addr, "listening");
-        let server = tokio::spawn(async move { server.await });
+        let server = tokio::spawn(server);
         tokio::pin!(server);
         tokio::select! {
             result = &mut server => log_exit(result),
@@ -343,10 +344,9 @@ async fn purge_finished_tasks(
     }
 }
 
-fn log_exit(result: Result<std::io::Result<()>, tokio::task::JoinError>) {
+fn log_exit(result: Result<(), tokio::task::JoinError>) {
     match result {
-        Ok(Ok(())) => tracing::info!("server stopped"),
-        Ok(Err(e)) => tracing::error!(error = %e, "server failed"),
+        Ok(()) => tracing::info!("server stopped"),
         Err(e) => tracing::error!(error = %e, "server task failed"),
     }
 }

@@ -309,6 +309,51 @@ pub struct Config {
     )]
     pub ws_send_timeout_secs: u64,
 
+    /// Seconds a client gets to send a complete request head, counted from
+    /// when the connection opened or its previous response was sent (so
+    /// this is also how long an idle keep-alive connection stays open).
+    #[arg(
+        long,
+        env = "HTTP_HEADER_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub http_header_timeout_secs: u64,
+
+    /// Seconds a client gets to send a complete request body.
+    #[arg(
+        long,
+        env = "HTTP_BODY_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub http_body_timeout_secs: u64,
+
+    /// Seconds an HTTP connection may go with nothing read or written (a
+    /// stalled upload, a client that stopped reading) before it is closed.
+    /// Websockets have keep-alives of their own.
+    #[arg(
+        long,
+        env = "HTTP_IDLE_TIMEOUT_SECS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub http_idle_timeout_secs: u64,
+
+    /// Most HTTP connections served at once; more wait to be accepted.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 25_000, global = true)]
+    pub max_connections: usize,
+
+    /// Most requests served at once; past that, requests are answered 503
+    /// with `Retry-After` instead of queueing.
+    #[arg(
+        long,
+        env = "MAX_IN_FLIGHT_REQUESTS",
+        default_value_t = 4096,
+        global = true
+    )]
+    pub max_in_flight: usize,
+
     /// Hours a bearer token issued by `login` stays valid.
     #[arg(long, env = "TOKEN_TTL_HOURS", default_value_t = 168, global = true)]
     pub token_ttl_hours: u32,
@@ -339,6 +384,18 @@ impl Config {
 
     pub fn unread_recheck(&self) -> Duration {
         Duration::from_secs(self.unread_recheck_secs.max(1))
+    }
+
+    pub fn http_header_timeout(&self) -> Duration {
+        Duration::from_secs(self.http_header_timeout_secs.max(1))
+    }
+
+    pub fn http_body_timeout(&self) -> Duration {
+        Duration::from_secs(self.http_body_timeout_secs.max(1))
+    }
+
+    pub fn http_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.http_idle_timeout_secs.max(1))
     }
 
     pub fn graphql_timeout(&self) -> Duration {

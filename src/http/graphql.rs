@@ -21,7 +21,9 @@ use serde_json::json;
 
 use axum::extract::{FromRequestParts, Request, ws::WebSocketUpgrade};
 
-use super::{graphiql, ws};
+use std::sync::Arc;
+
+use super::{graphiql, server::ClientAddr, ws};
 use crate::{app::AppState, graphql, identity::Identity};
 
 const JSON: &str = "application/json";
@@ -299,7 +301,13 @@ async fn upgrade(state: AppState, request: Request) -> Response {
                 .max_message_size(state.config.body_limit_bytes);
             let protocol =
                 ws::Protocol::from_name(upgrade.selected_protocol().and_then(|p| p.to_str().ok()));
-            upgrade.on_upgrade(move |socket| ws::serve(socket, state, protocol, identity))
+            let client = parts.extensions.get::<Arc<ClientAddr>>().cloned();
+            upgrade.on_upgrade(move |socket| {
+                if let Some(client) = client {
+                    client.mark_upgraded();
+                }
+                ws::serve(socket, state, protocol, identity)
+            })
         }
         Err(rejection) => rejection.into_response(),
     }

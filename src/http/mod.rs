@@ -5,19 +5,23 @@
 mod graphiql;
 mod graphql;
 mod health;
+pub mod server;
 pub mod ws;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    extract::DefaultBodyLimit,
-    http::{HeaderName, Request},
+    body::{Body, Bytes},
+    extract::{DefaultBodyLimit, State},
+    http::{HeaderName, HeaderValue, Request, StatusCode, header},
+    response::{IntoResponse, Response},
     routing::get,
 };
+use http_body_util::BodyExt;
+use tokio::sync::Semaphore;
 use tower_http::{
     catch_panic::CatchPanicLayer,
-    limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::{DefaultOnResponse, TraceLayer},
 };
@@ -29,6 +33,11 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
+    let bodies = Arc::new(BodyRules {
+        limit: body_limit,
+        deadline: state.config.http_body_timeout(),
+    });
+    let in_flight = Arc::new(Semaphore::new(state.config.max_in_flight.max(1)));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
@@ -45,7 +54,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(axum::middleware::from_fn(record_request))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(axum::middleware::from_fn_with_state(bodies, body_deadline))
+        .layer(axum::middleware::from_fn_with_state(in_flight, shed_load))
         .layer(CatchPanicLayer::custom(health::panic_response))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
@@ -87,6 +97,101 @@ async fn record_request(
         response.status().as_u16(),
         started.elapsed(),
     );
+    response
+}
+
+/// A JSON error for a request refused by the transport, in the shape of
+/// the chat envelope (`{"status", "msg"}`).
+fn transport_error(status: StatusCode, msg: &str) -> Response {
+    let body = serde_json::json!({"status": status.as_u16(), "msg": msg}).to_string();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// How request bodies are read.
+struct BodyRules {
+    limit: usize,
+    deadline: Duration,
+}
+
+/// Read the whole request body within `HTTP_BODY_TIMEOUT_SECS` and
+/// `BODY_LIMIT_BYTES`: a client that announces a body and sends it too
+/// slowly gets a 408 and the connection closes; one too large, a 413.
+async fn body_deadline(
+    State(rules): State<Arc<BodyRules>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let too_large = || {
+        transport_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("The request body is larger than {} bytes", rules.limit),
+        )
+    };
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > rules.limit as u64) {
+        return too_large();
+    }
+    let (parts, body) = request.into_parts();
+    let read = http_body_util::Limited::new(body, rules.limit).collect();
+    let bytes: Bytes = match tokio::time::timeout(rules.deadline, read).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(error)) => {
+            if error.is::<http_body_util::LengthLimitError>() {
+                return too_large();
+            }
+            return transport_error(
+                StatusCode::BAD_REQUEST,
+                "The request body could not be read",
+            );
+        }
+        Err(_) => {
+            crate::metrics::count("http_connections_dropped_total", "reason", "body");
+            let mut response = transport_error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "The request body did not arrive within {} s",
+                    rules.deadline.as_secs()
+                ),
+            );
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+    };
+    next.run(axum::extract::Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// Answer 503 (with `Retry-After`) instead of queueing when
+/// `MAX_IN_FLIGHT_REQUESTS` requests are already being served. The probes
+/// and metrics are always answered.
+async fn shed_load(
+    State(in_flight): State<Arc<Semaphore>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    if matches!(path, "/healthz" | "/readyz" | "/metrics") {
+        return next.run(request).await;
+    }
+    let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+        crate::metrics::count("http_requests_shed_total", "reason", "in_flight");
+        let mut response = transport_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many requests are in flight; retry shortly",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    let response = next.run(request).await;
+    drop(permit);
     response
 }
 

@@ -21,5 +21,6 @@ mod redis_server;
 mod rooms;
 mod subscriptions;
 mod tasks;
+mod transport;
 mod users;
 mod ws;
