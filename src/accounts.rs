@@ -5,7 +5,7 @@
 //! recognised at once. These wrappers around `domain::users` and
 //! `domain::auth` make sure no adapter forgets either.
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use axum::body::Bytes;
 use sea_orm::DatabaseConnection;
@@ -16,8 +16,9 @@ use crate::{
         auth::{self, Session},
         users::{self, UserFilter, UserInput, UserRecord, WriteMode},
     },
-    error::AppResult,
+    error::{AppError, AppResult},
     identity::KnownUsers,
+    ratelimit::Throttle,
 };
 
 #[derive(Clone)]
@@ -25,11 +26,22 @@ pub struct Accounts {
     db: DatabaseConnection,
     lists: Arc<UserListCache>,
     known: Arc<KnownUsers>,
+    throttle: Arc<Throttle>,
 }
 
 impl Accounts {
-    pub fn new(db: DatabaseConnection, lists: Arc<UserListCache>, known: Arc<KnownUsers>) -> Self {
-        Accounts { db, lists, known }
+    pub fn new(
+        db: DatabaseConnection,
+        lists: Arc<UserListCache>,
+        known: Arc<KnownUsers>,
+        throttle: Arc<Throttle>,
+    ) -> Self {
+        Accounts {
+            db,
+            lists,
+            known,
+            throttle,
+        }
     }
 
     pub fn known_users(&self) -> &KnownUsers {
@@ -61,13 +73,24 @@ impl Accounts {
     }
 
     /// Sign in; the user's `last_login` changes, so lists are invalidated.
+    /// Failed attempts are counted per username and address: past the
+    /// limit, attempts are refused without checking the password.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
         ttl: chrono::Duration,
+        client: Option<IpAddr>,
     ) -> AppResult<Session> {
-        let session = auth::login(&self.db, username, password, ttl).await?;
+        self.throttle.login_allowed(username, client).await?;
+        let session = match auth::login(&self.db, username, password, ttl).await {
+            Ok(session) => session,
+            Err(AppError::Unauthenticated(reason)) => {
+                self.throttle.login_failed(username, client).await;
+                return Err(AppError::Unauthenticated(reason));
+            }
+            Err(other) => return Err(other),
+        };
         self.lists.invalidate().await;
         Ok(session)
     }

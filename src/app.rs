@@ -34,6 +34,9 @@ use crate::{
         queue::{InProcessQueue, JobQueue},
         worker::{JobContext, WorkerPool},
     },
+    ratelimit::{RateLimiter, Throttle},
+    sends::Sends,
+    supervisor::Supervisor,
 };
 
 /// Services shared by every request handler.
@@ -48,6 +51,9 @@ pub struct AppState {
     pub queue: Arc<dyn JobQueue>,
     pub events: Arc<dyn EventBus>,
     pub accounts: Accounts,
+    pub sends: Sends,
+    pub throttle: Arc<Throttle>,
+    pub supervisor: Arc<Supervisor>,
 }
 
 /// A start-up failure, worded for an operator: one line naming the setting.
@@ -147,7 +153,7 @@ pub fn event_bus(config: &Config, redis: Option<&ConnectionManager>) -> Arc<dyn 
 
 /// Background work that runs beside the HTTP server.
 struct Services {
-    dispatcher: Dispatcher,
+    dispatcher: Arc<Dispatcher>,
     pool: Option<WorkerPool>,
 }
 
@@ -194,14 +200,15 @@ impl Application {
         };
         let (handoff, handoff_receiver) = mpsc::channel(config.job_queue_capacity.max(1));
         let jobs = Jobs::new(db.clone(), events.clone(), handoff);
-        let dispatcher = Dispatcher {
+        let dispatcher = Arc::new(Dispatcher {
             db: db.clone(),
             queue: queue.clone(),
-            handoff: handoff_receiver,
+            handoff: tokio::sync::Mutex::new(handoff_receiver),
             sweep_every: config.outbox_sweep(),
+            start_timeout: config.job_start_timeout(),
             // Longer than a job may hold its reservation through every retry.
             lease: (config.job_reserve() * 4).max(std::time::Duration::from_secs(300)),
-        };
+        });
 
         let lists = Arc::new(match &redis {
             Some(connection) => match config.redis_url.as_deref().map(redis::Client::open) {
@@ -213,14 +220,20 @@ impl Application {
             None => UserListCache::in_process_shared(db.clone()),
         });
         let known_users = Arc::new(KnownUsers::new(std::time::Duration::from_secs(5)));
-        let accounts = Accounts::new(db.clone(), lists, known_users);
+        let limiter = match &redis {
+            Some(connection) => RateLimiter::redis(connection.clone(), &config.redis_key_prefix),
+            None => RateLimiter::in_process(),
+        };
+        let throttle = Arc::new(Throttle::new(limiter, &config));
+        let accounts = Accounts::new(db.clone(), lists, known_users, throttle.clone());
         if seeded > 0 {
             accounts.lists_changed().await;
         }
+        let sends = Sends::new(jobs.clone(), throttle.clone());
         let schema = graphql::build(
             &config,
             db.clone(),
-            jobs.clone(),
+            sends.clone(),
             accounts.clone(),
             events.clone(),
         );
@@ -241,6 +254,9 @@ impl Application {
             queue,
             events,
             accounts,
+            sends,
+            throttle,
+            supervisor: Arc::new(Supervisor::default()),
         };
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -278,15 +294,29 @@ impl Application {
 
         let (stop, stopping) = watch::channel(false);
         let mut background = JoinSet::new();
-        background.spawn(services.dispatcher.run(stopping.clone()));
-        if let Some(pool) = services.pool {
-            background.spawn(pool.run(stopping.clone()));
-        }
-        background.spawn(purge_finished_tasks(
-            state.db.clone(),
-            config.task_retention(),
+        let supervisor = state.supervisor.clone();
+        let dispatcher = services.dispatcher;
+        let watching = stopping.clone();
+        background.spawn(supervised(supervisor.spawn(
+            "dispatcher",
             stopping.clone(),
-        ));
+            move || dispatcher.clone().run(watching.clone()),
+        )));
+        if let Some(pool) = services.pool {
+            let watching = stopping.clone();
+            background.spawn(supervised(supervisor.spawn(
+                "worker_pool",
+                stopping.clone(),
+                move || pool.clone().run(watching.clone()),
+            )));
+        }
+        let (db, retention, watching) =
+            (state.db.clone(), config.task_retention(), stopping.clone());
+        background.spawn(supervised(supervisor.spawn(
+            "task_purge",
+            stopping.clone(),
+            move || purge_finished_tasks(db.clone(), retention, watching.clone()),
+        )));
 
         let settings = http::server::Settings::from_config(&config);
         let router = http::router(state);
@@ -320,6 +350,11 @@ impl Application {
             background.abort_all();
         }
     }
+}
+
+/// Wait for a supervised loop to end (at shutdown).
+async fn supervised(handle: tokio::task::JoinHandle<()>) {
+    let _ = handle.await;
 }
 
 /// Delete finished tasks older than `retention`, every ten minutes.

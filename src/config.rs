@@ -8,6 +8,8 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use crate::ratelimit::Rate;
+
 /// GraphQL chat gateway with a legacy REST compatibility layer.
 #[derive(Debug, Parser)]
 #[command(name = "chat-gateway", version, about, long_about = None)]
@@ -137,6 +139,17 @@ pub struct Config {
     /// Times a job runs at most when infrastructure fails (first run plus retries).
     #[arg(long, env = "JOB_MAX_ATTEMPTS", default_value_t = 10, global = true)]
     pub job_max_attempts: u32,
+
+    /// Seconds a task handed to Faktory may wait to start before it is
+    /// pushed again (a broker that restarted without its data lost it; the
+    /// task id keeps the message stored once either way).
+    #[arg(
+        long,
+        env = "JOB_START_TIMEOUT_SECS",
+        default_value_t = 15,
+        global = true
+    )]
+    pub job_start_timeout_secs: u64,
 
     /// Milliseconds between sweeps of the outbox for tasks not yet queued.
     #[arg(long, env = "OUTBOX_SWEEP_MS", default_value_t = 1000, global = true)]
@@ -354,6 +367,72 @@ pub struct Config {
     )]
     pub max_in_flight: usize,
 
+    /// Sends one user may make per window (`N/10s`, `N/5m`, `N/1h`, or `off`).
+    #[arg(
+        long,
+        env = "RATE_LIMIT_SENDS",
+        default_value = "1000/10s",
+        global = true
+    )]
+    pub rate_limit_sends: Rate,
+
+    /// Sends one client address may make per window.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_SENDS_PER_ADDRESS",
+        default_value = "10000/10s",
+        global = true
+    )]
+    pub rate_limit_sends_per_address: Rate,
+
+    /// Failed logins for one username from one address per window; past
+    /// it, that address may not try that username until the window ends.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_LOGIN_FAILURES",
+        default_value = "5/5m",
+        global = true
+    )]
+    pub rate_limit_login_failures: Rate,
+
+    /// Failed logins from one address (any username) per window.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS",
+        default_value = "30/5m",
+        global = true
+    )]
+    pub rate_limit_login_failures_per_address: Rate,
+
+    /// Websocket operations (`subscribe` / `start`) one user may start per window.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_WS_OPERATIONS",
+        default_value = "200/10s",
+        global = true
+    )]
+    pub rate_limit_ws_operations: Rate,
+
+    /// Websocket operations one client address may start per window.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_WS_OPERATIONS_PER_ADDRESS",
+        default_value = "20000/10s",
+        global = true
+    )]
+    pub rate_limit_ws_operations_per_address: Rate,
+
+    /// Take the client address from the first `X-Forwarded-For` entry (set
+    /// it only behind a proxy that writes that header).
+    #[arg(
+        long,
+        env = "TRUST_FORWARDED_FOR",
+        default_value_t = false,
+        action = ArgAction::Set,
+        global = true
+    )]
+    pub trust_forwarded_for: bool,
+
     /// Hours a bearer token issued by `login` stays valid.
     #[arg(long, env = "TOKEN_TTL_HOURS", default_value_t = 168, global = true)]
     pub token_ttl_hours: u32,
@@ -416,6 +495,10 @@ impl Config {
 
     pub fn job_reserve(&self) -> Duration {
         Duration::from_secs(self.job_reserve_secs.max(1))
+    }
+
+    pub fn job_start_timeout(&self) -> Duration {
+        Duration::from_secs(self.job_start_timeout_secs.max(1))
     }
 
     pub fn outbox_sweep(&self) -> Duration {

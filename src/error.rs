@@ -32,6 +32,12 @@ pub enum AppError {
     /// The request clashes with existing state (a taken name, a duplicate membership).
     #[error("{0}")]
     Conflict(String),
+    /// Too many requests of this kind from this user or address.
+    #[error("Too many requests ({rule}); retry in {} s", retry_after.as_secs().max(1))]
+    RateLimited {
+        rule: &'static str,
+        retry_after: std::time::Duration,
+    },
     /// Anything the client cannot fix: database down, a bug. Never shown in detail.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -48,6 +54,7 @@ impl AppError {
             AppError::Unauthenticated(_) => "UNAUTHENTICATED",
             AppError::Validation(_) | AppError::BadInput(_) => "BAD_USER_INPUT",
             AppError::Conflict(_) => "CONFLICT",
+            AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::Internal(_) => "INTERNAL",
         }
     }
@@ -133,6 +140,9 @@ impl async_graphql::ErrorExtensions for AppError {
                     );
                 }
                 ext.set("fields", async_graphql::Value::Object(map));
+            }
+            if let AppError::RateLimited { retry_after, .. } = self {
+                ext.set("retryAfter", retry_after.as_secs().max(1));
             }
         });
         error

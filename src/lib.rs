@@ -11,8 +11,11 @@
 //! - [`graphql`]: the schema, independent of HTTP; resolvers only translate.
 //! - [`rest`]: the legacy REST API of the old service, a thin adapter.
 //! - [`accounts`] and [`cache`]: user writes with their side effects, the user-list cache.
-//! - [`identity`]: who the viewer of a request is.
+//! - [`sends`]: message sends, checked and rate-limited, for every adapter.
+//! - [`identity`]: who the viewer of a request is; [`ratelimit`]: how often they may act.
+//! - [`input`]: the rules every client string must pass, on every API.
 //! - [`jobs`]: the outbox, the job queues (in-process, Faktory) and the workers.
+//! - [`supervisor`]: background loops restarted (and reported) when they die.
 //! - [`events`]: domain events and the bus that carries them across instances.
 //! - [`domain`]: every business rule, once, called by all adapters.
 //! - [`db`]: the connection pool, SQLite pragmas, migrations, statement counting.
@@ -35,6 +38,9 @@ pub mod identity;
 pub mod input;
 pub mod jobs;
 pub mod metrics;
+pub mod ratelimit;
 pub mod rest;
+pub mod sends;
 pub mod shutdown;
+pub mod supervisor;
 pub mod telemetry;

@@ -27,13 +27,10 @@ pub const TEXT_MAX: usize = 1024;
 
 /// Check a message text: 1 to 1024 characters.
 pub fn validate_text(text: &str) -> AppResult<()> {
-    if text.is_empty() {
-        return Err(AppError::field("text", "This field may not be blank."));
-    }
-    if text.chars().count() > TEXT_MAX {
+    if text.is_empty() || (text.len() > TEXT_MAX && text.chars().count() > TEXT_MAX) {
         return Err(AppError::field(
             "text",
-            format!("Ensure this field has no more than {TEXT_MAX} characters."),
+            format!("text must be 1 to {TEXT_MAX} characters"),
         ));
     }
     Ok(())
@@ -214,12 +211,10 @@ pub async fn deliver_many(
             )
             .exec_without_returning(db)
             .await;
-        if let Err(error) = all_at_once {
-            if !is_foreign_key_violation(&error) {
-                return Err(error.into());
-            }
-            // A sender or room vanished since the checks: store the others
-            // one by one, and fail only the deliveries that lost theirs.
+        if all_at_once.is_err() {
+            // One row broke the statement (a sender or room that vanished
+            // since the checks, a value the database refuses): store the
+            // others one by one, and fail only the deliveries that failed.
             for (slot, row) in rows {
                 match insert_unless_exists(db, row, message::Column::TaskId).await {
                     Ok(_) => {}
@@ -229,7 +224,7 @@ pub async fn deliver_many(
                     {
                         targets[slot] = Some(Err(AppError::NotFound("sender or room")));
                     }
-                    Err(other) => return Err(other),
+                    Err(other) => targets[slot] = Some(Err(other)),
                 }
             }
         }

@@ -26,6 +26,27 @@ pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> AppResult<task::Model> 
         .ok_or(AppError::NotFound("task"))
 }
 
+/// The user a task belongs to: the sender of a message (`from` in its
+/// payload), or the user whose receipts it records (`user_id`).
+pub fn owner(task: &task::Model) -> Option<i64> {
+    task.args
+        .get("from")
+        .or_else(|| task.args.get("user_id"))
+        .and_then(Value::as_i64)
+}
+
+/// A task, for its owner only. Anyone else is told it does not exist:
+/// task ids are time-ordered, so an id is no secret, and a task's result
+/// holds its message.
+pub async fn get_for(db: &impl ConnectionTrait, id: Uuid, viewer: i64) -> AppResult<task::Model> {
+    let task = get(db, id).await?;
+    if owner(&task) == Some(viewer) {
+        Ok(task)
+    } else {
+        Err(AppError::NotFound("task"))
+    }
+}
+
 /// Write a new PENDING task.
 pub async fn create_with_id(
     db: &impl ConnectionTrait,
@@ -163,6 +184,23 @@ pub async fn stalled(
         .await?)
 }
 
+/// Tasks handed to the queue before `before` that never started (first
+/// attempt still to come): a queue that lost them will not run them.
+pub async fn unstarted(
+    db: &impl ConnectionTrait,
+    before: DateTime<Utc>,
+    limit: u64,
+) -> AppResult<Vec<task::Model>> {
+    Ok(task::Entity::find()
+        .filter(task::Column::DispatchedAt.lt(before))
+        .filter(task::Column::State.eq(TaskState::Pending))
+        .filter(task::Column::Attempts.eq(0))
+        .order_by_asc(task::Column::DispatchedAt)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
 /// Note that tasks were just pushed again (their lease starts over).
 pub async fn touch(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<()> {
     if ids.is_empty() {
@@ -228,6 +266,7 @@ pub fn failure_kind(error: &AppError) -> &'static str {
         AppError::Forbidden(_) | AppError::Unauthenticated(_) => "PermissionDenied",
         AppError::Validation(_) | AppError::BadInput(_) => "ValidationError",
         AppError::Conflict(_) => "IntegrityError",
+        AppError::RateLimited { .. } => "Throttled",
         AppError::Internal(_) => "InternalError",
     }
 }

@@ -28,7 +28,12 @@ impl AuthMutation {
     ) -> Result<AuthPayload> {
         let session = ctx
             .accounts()
-            .login(&username, &password, ctx.limits().token_ttl)
+            .login(
+                &username,
+                &password,
+                ctx.limits().token_ttl,
+                ctx.client_ip(),
+            )
             .await
             .extend()?;
         Ok(AuthPayload {

@@ -13,10 +13,7 @@ use super::{
     tasks::Task,
     users::{User, parse_id},
 };
-use crate::{
-    domain::{messages, rooms},
-    jobs::Job,
-};
+use crate::domain::{messages, rooms};
 
 /// A chat message.
 #[derive(Clone, Debug)]
@@ -145,8 +142,8 @@ impl MessageMutation {
         let from = ctx.viewer_id().await.extend()?;
         let to = parse_id("toUserId", &to_user_id).extend()?;
         let task = ctx
-            .jobs()
-            .submit(Job::SendDirectMessage { from, to, text })
+            .sends()
+            .direct(from, to, text, ctx.client_ip())
             .await
             .extend()?;
         Ok(Task(task))
@@ -163,12 +160,8 @@ impl MessageMutation {
         let from = ctx.viewer_id().await.extend()?;
         let room_id = parse_id("roomId", &room_id).extend()?;
         let task = ctx
-            .jobs()
-            .submit(Job::SendGroupMessage {
-                from,
-                room_id,
-                text,
-            })
+            .sends()
+            .group(from, room_id, text, ctx.client_ip())
             .await
             .extend()?;
         Ok(Task(task))

@@ -32,7 +32,7 @@ use crate::{
     error::AppResult,
     events::EventBus,
     identity::{Identity, KnownUsers},
-    jobs::Jobs,
+    sends::Sends,
 };
 
 use async_graphql::dataloader::Loader;
@@ -75,13 +75,13 @@ fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
 pub fn build(
     config: &Config,
     db: DatabaseConnection,
-    jobs: Jobs,
+    sends: Sends,
     accounts: Accounts,
     events: Arc<dyn EventBus>,
 ) -> ChatSchema {
     let mut builder = builder()
         .data(db)
-        .data(jobs)
+        .data(sends)
         .data(accounts)
         .data(events)
         .data(SubscriptionSettings {
@@ -171,7 +171,12 @@ impl Gateway {
 
     /// Execute one request with its per-request data (viewer, loaders),
     /// within the deadline.
-    pub async fn execute(&self, mut request: Request, identity: Identity) -> Executed {
+    pub async fn execute(
+        &self,
+        mut request: Request,
+        identity: Identity,
+        client: crate::http::ClientIp,
+    ) -> Executed {
         let (kind, named) = operation_of(&request.query);
         let name = request.operation_name.clone().or(named);
         let started = std::time::Instant::now();
@@ -187,7 +192,10 @@ impl Gateway {
         };
         let operation = request.operation_name.clone();
         let (loaders, rounds) = loaders::per_request(self.db.clone());
-        let request = request.data(Viewer::new(identity)).data(loaders);
+        let request = request
+            .data(Viewer::new(identity))
+            .data(loaders)
+            .data(client);
         let execution = rounds.drive(self.schema.execute(request));
         let mut response = match tokio::time::timeout(self.timeout, execution).await {
             Ok(response) => response,
@@ -208,6 +216,7 @@ impl Gateway {
         &self,
         mut request: Request,
         identity: Identity,
+        client: crate::http::ClientIp,
     ) -> BoxStream<'static, async_graphql::Response> {
         let document = match self.admit(&mut request) {
             Ok(document) => Arc::new(document),
@@ -218,7 +227,10 @@ impl Gateway {
         };
         let operation = request.operation_name.clone();
         let (loaders, rounds) = loaders::per_request(self.db.clone());
-        let request = request.data(Viewer::new(identity)).data(loaders);
+        let request = request
+            .data(Viewer::new(identity))
+            .data(loaders)
+            .data(client);
         rounds
             .drive_stream(self.schema.execute_stream(request))
             .map(move |mut response| {
@@ -318,7 +330,9 @@ pub(crate) trait ContextExt {
     fn db(&self) -> &DatabaseConnection;
     fn limits(&self) -> &Limits;
     fn loaders(&self) -> &Loaders;
-    fn jobs(&self) -> &Jobs;
+    fn sends(&self) -> &Sends;
+    /// The client's address, when the transport knows it.
+    fn client_ip(&self) -> Option<std::net::IpAddr>;
     fn accounts(&self) -> &Accounts;
     fn events(&self) -> &Arc<dyn EventBus>;
     fn known_users(&self) -> &KnownUsers;
@@ -343,8 +357,12 @@ impl ContextExt for Context<'_> {
         self.data_unchecked::<Loaders>()
     }
 
-    fn jobs(&self) -> &Jobs {
-        self.data_unchecked::<Jobs>()
+    fn sends(&self) -> &Sends {
+        self.data_unchecked::<Sends>()
+    }
+
+    fn client_ip(&self) -> Option<std::net::IpAddr> {
+        self.data_opt::<crate::http::ClientIp>().and_then(|c| c.0)
     }
 
     fn accounts(&self) -> &Accounts {

@@ -10,13 +10,19 @@ use std::{
     time::Duration,
 };
 
-use async_graphql::{Context, ErrorExtensions, ID, Result, ResultExt, Subscription};
+use async_graphql::{Context, ID, Result, ResultExt, Subscription};
 use entity::task::TaskState;
 use futures::Stream;
 use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use super::{ContextExt, messages::Message, rooms::require_member, tasks::Task, users::parse_id};
+use super::{
+    ContextExt,
+    messages::Message,
+    rooms::require_member,
+    tasks::{Task, parse_task_id},
+    users::parse_id,
+};
 use crate::{
     domain::{messages, pagination, rooms, tasks},
     error::AppError,
@@ -350,20 +356,19 @@ impl Subscription {
         Ok(futures::stream::unfold(stream, RoomStream::next))
     }
 
-    /// State changes of one task, starting with its current state; ends
-    /// after SUCCESS or FAILURE.
+    /// State changes of one of the viewer's tasks, starting with its
+    /// current state; ends after SUCCESS or FAILURE.
     async fn task_updated(
         &self,
         ctx: &Context<'_>,
         id: ID,
     ) -> Result<impl Stream<Item = Task> + use<>> {
-        let task_id = uuid::Uuid::parse_str(id.as_str()).map_err(|_| {
-            AppError::field("id", format!("`{}` is not a task id", id.as_str())).extend()
-        })?;
+        let viewer = ctx.viewer_id().await.extend()?;
+        let task_id = parse_task_id(&id).extend()?;
         let db = ctx.db().clone();
         let settings = *ctx.data_unchecked::<SubscriptionSettings>();
         let events = ctx.events().subscribe();
-        let current = tasks::get(&db, task_id).await.extend()?;
+        let current = tasks::get_for(&db, task_id, viewer).await.extend()?;
         let stream = TaskStream {
             db,
             task_id,

@@ -1,11 +1,14 @@
 //! Background tasks in GraphQL: what a send returns and `task(id)` reads.
 
-use async_graphql::{Context, Enum, ErrorExtensions, ID, Object, Result, ResultExt, SimpleObject};
+use async_graphql::{Context, Enum, ID, Object, Result, ResultExt, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::task::{self, TaskState as State};
 
 use super::{ContextExt, load, loaders::MessageById, messages::Message};
-use crate::{domain::tasks, error::AppError};
+use crate::{
+    domain::tasks,
+    error::{AppError, AppResult},
+};
 
 /// Where a task is in its life.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -81,16 +84,24 @@ impl Task {
     }
 }
 
+/// Parse a task id argument.
+pub(crate) fn parse_task_id(id: &ID) -> AppResult<uuid::Uuid> {
+    uuid::Uuid::parse_str(id.as_str())
+        .map_err(|_| AppError::field("id", format!("`{}` is not a task id", id.as_str())))
+}
+
 #[derive(Default)]
 pub struct TaskQuery;
 
 #[Object]
 impl TaskQuery {
-    /// A task by id (the id a send returned).
+    /// One of the viewer's tasks, by the id a send returned. Another
+    /// user's task is NOT_FOUND.
     async fn task(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Task>> {
-        let id = uuid::Uuid::parse_str(id.as_str()).map_err(|_| {
-            AppError::field("id", format!("`{}` is not a task id", id.as_str())).extend()
-        })?;
-        Ok(Some(Task(tasks::get(ctx.db(), id).await.extend()?)))
+        let viewer = ctx.viewer_id().await.extend()?;
+        let id = parse_task_id(&id).extend()?;
+        Ok(Some(Task(
+            tasks::get_for(ctx.db(), id, viewer).await.extend()?,
+        )))
     }
 }

@@ -23,7 +23,7 @@ use axum::extract::{FromRequestParts, Request, ws::WebSocketUpgrade};
 
 use std::sync::Arc;
 
-use super::{graphiql, server::ClientAddr, ws};
+use super::{ClientIp, graphiql, server::ClientAddr, ws};
 use crate::{app::AppState, graphql, identity::Identity};
 
 const JSON: &str = "application/json";
@@ -127,7 +127,28 @@ fn single_body(
         };
         return (status, body);
     }
-    (StatusCode::OK, gateway.to_json(response))
+    let status = if rate_limited(response).is_some() {
+        StatusCode::TOO_MANY_REQUESTS
+    } else {
+        StatusCode::OK
+    };
+    (status, gateway.to_json(response))
+}
+
+/// The seconds to wait, when an error of the response is a rate limit.
+fn rate_limited(response: &GqlResponse) -> Option<u64> {
+    response.errors.iter().find_map(|error| {
+        let extensions = error.extensions.as_ref()?;
+        match (extensions.get("code"), extensions.get("retryAfter")) {
+            (Some(async_graphql::Value::String(code)), retry) if code == "RATE_LIMITED" => {
+                Some(match retry {
+                    Some(async_graphql::Value::Number(n)) => n.as_u64().unwrap_or(1),
+                    _ => 1,
+                })
+            }
+            _ => None,
+        }
+    })
 }
 
 fn respond(
@@ -157,18 +178,24 @@ fn respond(
             response.headers_mut().append(name, value.clone());
         }
     }
+    if let Some(seconds) = batch.iter().find_map(|e| rate_limited(&e.response)) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     response
 }
 
 async fn execute(
     state: &AppState,
     identity: Identity,
+    client: ClientIp,
     batch: BatchRequest,
     media: MediaType,
 ) -> Response {
     match batch {
         BatchRequest::Single(request) => {
-            let executed = state.graphql.execute(request, identity).await;
+            let executed = state.graphql.execute(request, identity, client).await;
             respond(state, vec![executed], true, media)
         }
         BatchRequest::Batch(requests) => {
@@ -181,7 +208,12 @@ async fn execute(
             }
             let mut responses = Vec::with_capacity(requests.len());
             for request in requests {
-                responses.push(state.graphql.execute(request, identity.clone()).await);
+                responses.push(
+                    state
+                        .graphql
+                        .execute(request, identity.clone(), client)
+                        .await,
+                );
             }
             respond(state, responses, false, media)
         }
@@ -199,6 +231,7 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
 
 pub async fn graphql_post(
     State(state): State<AppState>,
+    client: ClientIp,
     headers: HeaderMap,
     uri: Uri,
     body: Bytes,
@@ -222,7 +255,7 @@ pub async fn graphql_post(
         }
     };
     let identity = identity(&state, &headers, &uri);
-    execute(&state, identity, batch, media).await
+    execute(&state, identity, client, batch, media).await
 }
 
 /// A GraphQL request from a GET query string (`query`, `operationName`,
@@ -232,12 +265,14 @@ fn parse_get(query_string: &str) -> Result<async_graphql::Request, String> {
     let mut operation_name = None;
     let mut variables = None;
     let mut extensions = None;
-    for (key, value) in url::form_urlencoded::parse(query_string.as_bytes()) {
-        match key.as_ref() {
-            "query" => query = Some(value.into_owned()),
-            "operationName" | "operation_name" => operation_name = Some(value.into_owned()),
-            "variables" => variables = Some(value.into_owned()),
-            "extensions" => extensions = Some(value.into_owned()),
+    let pairs = crate::input::decode_form(query_string.as_bytes())
+        .map_err(|e| format!("the `{}` parameter is not valid UTF-8", e.field))?;
+    for (key, value) in pairs {
+        match key.as_str() {
+            "query" => query = Some(value),
+            "operationName" | "operation_name" => operation_name = Some(value),
+            "variables" => variables = Some(value),
+            "extensions" => extensions = Some(value),
             _ => {}
         }
     }
@@ -289,6 +324,7 @@ pub async fn graphql_ws(State(state): State<AppState>, request: Request) -> Resp
 async fn upgrade(state: AppState, request: Request) -> Response {
     let (mut parts, _) = request.into_parts();
     let identity = identity(&state, &parts.headers, &parts.uri);
+    let client_ip = ClientIp::of(&parts, state.config.trust_forwarded_for);
     match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(upgrade) => {
             // Small buffers: tungstenite's defaults (128 KiB each way) would
@@ -306,7 +342,7 @@ async fn upgrade(state: AppState, request: Request) -> Response {
                 if let Some(client) = client {
                     client.mark_upgraded();
                 }
-                ws::serve(socket, state, protocol, identity)
+                ws::serve(socket, state, protocol, identity, client_ip)
             })
         }
         Err(rejection) => rejection.into_response(),
@@ -319,6 +355,11 @@ pub async fn graphql_get(State(state): State<AppState>, request: Request) -> Res
     }
     let headers = request.headers().clone();
     let uri = request.uri().clone();
+    let client = ClientIp::from_parts(
+        request.headers(),
+        request.extensions(),
+        state.config.trust_forwarded_for,
+    );
     let query_string = uri.query().unwrap_or("");
     let has_query = url::form_urlencoded::parse(query_string.as_bytes()).any(|(k, _)| k == "query");
     if !has_query && graphiql::wants_html(&headers) {
@@ -347,7 +388,14 @@ pub async fn graphql_get(State(state): State<AppState>, request: Request) -> Res
         return response;
     }
     let identity = identity(&state, &headers, &uri);
-    execute(&state, identity, BatchRequest::Single(request), media).await
+    execute(
+        &state,
+        identity,
+        client,
+        BatchRequest::Single(request),
+        media,
+    )
+    .await
 }
 
 /// `/graphql` with a method other than GET or POST.

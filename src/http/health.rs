@@ -19,11 +19,15 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The service can do its work: the database answers, and so do Redis and
-/// Faktory when they are configured. 503 with the failing checks otherwise.
+/// Can the service do its work? 503 when the database does not answer or
+/// a background loop died (it is being restarted); 200 otherwise. Redis
+/// and Faktory outages are ridden out (lists come from the database, sends
+/// wait in the outbox), so they make the answer `degraded`, still 200: a
+/// load balancer must not drop every gateway at once for them.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let mut checks = serde_json::Map::new();
     let mut ready = true;
+    let mut degraded = false;
 
     let database = tokio::time::timeout(PROBE_TIMEOUT, state.db.ping()).await;
     let database_ok = matches!(database, Ok(Ok(())));
@@ -41,7 +45,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         )
         .await;
         let redis_ok = matches!(pong, Ok(Ok(_)));
-        ready &= redis_ok;
+        degraded |= !redis_ok;
         checks.insert(
             "redis".into(),
             json!(if redis_ok { "ok" } else { "unavailable" }),
@@ -51,25 +55,34 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if state.config.faktory_url.is_some() {
         let faktory = tokio::time::timeout(PROBE_TIMEOUT, state.queue.check()).await;
         let faktory_ok = matches!(faktory, Ok(Ok(())));
-        ready &= faktory_ok;
+        degraded |= !faktory_ok;
         checks.insert(
             "faktory".into(),
             json!(if faktory_ok { "ok" } else { "unavailable" }),
         );
     }
 
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    let down = state.supervisor.down();
+    ready &= down.is_empty();
+    let loops: serde_json::Map<String, Value> = down
+        .into_iter()
+        .map(|(name, reason)| (name.to_owned(), json!(reason)))
+        .collect();
+    checks.insert(
+        "background".into(),
+        if loops.is_empty() {
+            json!("ok")
+        } else {
+            Value::Object(loops)
+        },
+    );
+
+    let (status, word) = match (ready, degraded) {
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        (true, true) => (StatusCode::OK, "degraded"),
+        (true, false) => (StatusCode::OK, "ready"),
     };
-    (
-        status,
-        Json(json!({
-            "status": if ready { "ready" } else { "unavailable" },
-            "checks": checks,
-        })),
-    )
+    (status, Json(json!({"status": word, "checks": checks})))
 }
 
 /// Prometheus metrics.

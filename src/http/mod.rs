@@ -100,6 +100,49 @@ async fn record_request(
     response
 }
 
+/// The client's address: the connection's peer, or with
+/// `TRUST_FORWARDED_FOR` the first `X-Forwarded-For` entry.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl ClientIp {
+    pub fn of(parts: &axum::http::request::Parts, trust_forwarded_for: bool) -> Self {
+        Self::from_parts(&parts.headers, &parts.extensions, trust_forwarded_for)
+    }
+
+    pub fn from_parts(
+        headers: &axum::http::HeaderMap,
+        extensions: &axum::http::Extensions,
+        trust_forwarded_for: bool,
+    ) -> Self {
+        if trust_forwarded_for
+            && let Some(forwarded) = headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.trim().parse().ok())
+        {
+            return ClientIp(Some(forwarded));
+        }
+        ClientIp(
+            extensions
+                .get::<Arc<server::ClientAddr>>()
+                .map(|client| client.peer.ip()),
+        )
+    }
+}
+
+impl axum::extract::FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp::of(parts, state.config.trust_forwarded_for))
+    }
+}
+
 /// A JSON error for a request refused by the transport, in the shape of
 /// the chat envelope (`{"status", "msg"}`).
 fn transport_error(status: StatusCode, msg: &str) -> Response {

@@ -22,6 +22,7 @@ use futures::{Sink, StreamExt, stream::BoxStream};
 use serde_json::{Value, json};
 use tokio::time::Sleep;
 
+use super::ClientIp;
 use crate::{app::AppState, identity::Identity};
 
 pub const TRANSPORT_WS: &str = "graphql-transport-ws";
@@ -77,14 +78,22 @@ fn identity_of(state: &AppState, payload: &Value, fallback: &Identity) -> Identi
 }
 
 /// Serve one websocket connection until it closes.
-pub async fn serve(socket: WebSocket, state: AppState, protocol: Protocol, upgrade: Identity) {
+pub async fn serve(
+    socket: WebSocket,
+    state: AppState,
+    protocol: Protocol,
+    upgrade: Identity,
+    client: ClientIp,
+) {
     let timer = Box::pin(tokio::time::sleep(state.config.ws_init_timeout()));
     let mut session = Session {
         socket,
         state,
         protocol,
         upgrade,
+        client,
         viewer: None,
+        user: None,
         operations: Vec::new(),
         next_operation: 0,
         queue: VecDeque::new(),
@@ -121,8 +130,12 @@ struct Session {
     /// The identity of the upgrade request, used when `connection_init`
     /// names none.
     upgrade: Identity,
+    /// The client's address, for rate limits.
+    client: ClientIp,
     /// `Some` once `connection_init` was accepted (the viewer may be anonymous).
     viewer: Option<Identity>,
+    /// The viewer's user id, once known.
+    user: Option<i64>,
     operations: Vec<Operation>,
     /// Where the next round of polling operations starts, so a busy
     /// operation cannot starve the others.
@@ -348,7 +361,7 @@ impl Session {
                 let Some(payload) = message.get("payload").filter(|p| p.is_object()) else {
                     return self.invalid("Invalid message: `payload` is required".into());
                 };
-                self.subscribe(id, payload.clone())
+                self.subscribe(id, payload.clone()).await
             }
             (Protocol::TransportWs, "complete") | (Protocol::LegacyWs, "stop") => {
                 let Some(id) = id else {
@@ -396,10 +409,16 @@ impl Session {
         let identity = identity_of(&self.state, payload.unwrap_or(&Value::Null), &self.upgrade);
         let accepted = match &identity {
             Identity::Anonymous => true,
-            other => other
+            other => match other
                 .require(&self.state.db, self.state.accounts.known_users())
                 .await
-                .is_ok(),
+            {
+                Ok(user) => {
+                    self.user = Some(user);
+                    true
+                }
+                Err(_) => false,
+            },
         };
         if !accepted {
             if self.protocol == Protocol::LegacyWs {
@@ -417,7 +436,7 @@ impl Session {
         true
     }
 
-    fn subscribe(&mut self, id: String, payload: Value) -> bool {
+    async fn subscribe(&mut self, id: String, payload: Value) -> bool {
         let Some(identity) = self.viewer.clone() else {
             return match self.protocol {
                 Protocol::TransportWs => {
@@ -442,6 +461,27 @@ impl Session {
                 }
             };
         }
+        // Rate limits count operations that would start.
+        if let Err(error) = self
+            .state
+            .throttle
+            .ws_operation(self.user, self.client.0)
+            .await
+        {
+            let retry_after = match &error {
+                crate::error::AppError::RateLimited { retry_after, .. } => {
+                    retry_after.as_secs().max(1)
+                }
+                _ => 1,
+            };
+            let message = self.error_message(
+                &id,
+                json!([{"message": error.public_message(),
+                    "extensions": {"code": error.code(), "retryAfter": retry_after}}]),
+            );
+            self.send(message);
+            return true;
+        }
         if self.operations.len() >= MAX_OPERATIONS {
             let message = self.error_message(
                 &id,
@@ -459,7 +499,10 @@ impl Session {
                 return true;
             }
         };
-        let responses = self.state.graphql.execute_stream(request, identity);
+        let responses = self
+            .state
+            .graphql
+            .execute_stream(request, identity, self.client);
         self.operations.push(Operation {
             id,
             responses,

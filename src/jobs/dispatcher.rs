@@ -3,13 +3,15 @@
 //! Fresh tasks arrive through an in-memory hand-off and are pushed at once,
 //! in batches. Anything that did not make it (the queue was down, the
 //! hand-off was full, the process died) is still undispatched in the tasks
-//! table, where a periodic sweep finds and pushes it. A task may thus be
+//! table, where a periodic sweep finds and pushes it. A task a queue took
+//! but lost (a Faktory restarted without its data) is pushed again when it
+//! has not started within `JOB_START_TIMEOUT_SECS`. A task may thus be
 //! pushed twice in rare cases, never zero times; the worker is idempotent.
 
 use std::{sync::Arc, time::Duration};
 
 use sea_orm::DatabaseConnection;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Mutex, mpsc, watch};
 
 use super::{Envelope, queue::JobQueue};
 use crate::domain::{now, tasks};
@@ -18,11 +20,13 @@ use crate::domain::{now, tasks};
 const BATCH: usize = 256;
 /// A task younger than this is left to the hand-off, not the sweep.
 const SWEEP_GRACE: Duration = Duration::from_secs(2);
+/// Longest wait between retries of a failing queue.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Wait before retrying a failing queue: 1, 2, 4 .. 30 s. False when
-/// shutdown came first.
+/// Wait before retrying a failing queue: 0.5, 1, 2, 4, then every 5 s.
+/// False when shutdown came first.
 async fn backed_off(failures: u32, shutdown: &mut watch::Receiver<bool>) -> bool {
-    let wait = Duration::from_secs(1 << failures.min(5)).min(Duration::from_secs(30));
+    let wait = (Duration::from_millis(250) * (1 << failures.min(5))).min(MAX_BACKOFF);
     tokio::select! {
         _ = tokio::time::sleep(wait) => true,
         _ = crate::shutdown::requested(shutdown) => false,
@@ -32,15 +36,20 @@ async fn backed_off(failures: u32, shutdown: &mut watch::Receiver<bool>) -> bool
 pub struct Dispatcher {
     pub db: DatabaseConnection,
     pub queue: Arc<dyn JobQueue>,
-    pub handoff: mpsc::Receiver<Envelope>,
+    /// Tasks just written; behind a lock so a restarted loop takes it over.
+    pub handoff: Mutex<mpsc::Receiver<Envelope>>,
     pub sweep_every: Duration,
+    /// A task handed to a queue that can lose jobs and not started within
+    /// this is pushed again (`JOB_START_TIMEOUT_SECS`).
+    pub start_timeout: Duration,
     /// A queued task that has not moved for this long is pushed again.
     pub lease: Duration,
 }
 
 impl Dispatcher {
     /// Run until `shutdown` turns true.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut handoff = self.handoff.lock().await;
         let mut sweep = tokio::time::interval_at(
             tokio::time::Instant::now() + self.sweep_every,
             self.sweep_every,
@@ -50,38 +59,41 @@ impl Dispatcher {
         let mut stop = shutdown.clone();
         loop {
             tokio::select! {
-                            biased;
-                            _ = crate::shutdown::requested(&mut shutdown) => break,
-                            received = self.handoff.recv() => {
-                                let Some(first) = received else { break };
-                                let mut batch = vec![first];
-                                while batch.len() < BATCH {
-                                    match self.handoff.try_recv() {
-                                        Ok(next) => batch.push(next),
-                                        Err(_) => break,
-                                    }
-                                }
-                                // On failure the batch stays undispatched in the
-                                // database; the sweep retries it with back-off.
-                                if self.push(&batch).await {
-                                    failures = 0;
-                                } else {
-                                    failures = failures.saturating_add(1);
-                                }
-                            }
-                            _ = sweep.tick() => {
-                                if failures > 0 && !backed_off(failures, &mut stop).await {
-                                    break;
-                                }
-            match self.sweep().await {
-                                    Ok(_) => failures = 0,
-                                    Err(()) => failures = failures.saturating_add(1),
-                                }
-                                if failures == 0 {
-                                    self.revive_stalled().await;
-                                }
-                            }
+                biased;
+                _ = crate::shutdown::requested(&mut shutdown) => break,
+                received = handoff.recv() => {
+                    let Some(first) = received else { break };
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH {
+                        match handoff.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
                         }
+                    }
+                    // On failure the batch stays undispatched in the
+                    // database; the sweep retries it with back-off.
+                    if self.push(&batch).await {
+                        failures = 0;
+                    } else {
+                        failures = failures.saturating_add(1);
+                    }
+                }
+                _ = sweep.tick() => {
+                    if failures > 0 && !backed_off(failures, &mut stop).await {
+                        break;
+                    }
+                    match self.sweep().await {
+                        Ok(_) => failures = 0,
+                        Err(()) => failures = failures.saturating_add(1),
+                    }
+                    if failures == 0 {
+                        if self.queue.loses_jobs() {
+                            self.revive_unstarted().await;
+                        }
+                        self.revive_stalled().await;
+                    }
+                }
+            }
         }
         tracing::debug!("dispatcher stopped");
     }
@@ -100,6 +112,31 @@ impl Dispatcher {
             tracing::warn!(error = %e, "could not record dispatched tasks");
         }
         true
+    }
+
+    /// Push again the tasks handed to the queue that never started: the
+    /// broker lost them (restarted without its data). The task id keeps
+    /// the message stored once even if the broker had them after all.
+    async fn revive_unstarted(&self) {
+        let before = now() - chrono::Duration::from_std(self.start_timeout).unwrap_or_default();
+        let unstarted = match tasks::unstarted(&self.db, before, BATCH as u64).await {
+            Ok(unstarted) => unstarted,
+            Err(e) => {
+                tracing::warn!(error = %e, "unstarted-task sweep failed");
+                return;
+            }
+        };
+        let batch: Vec<Envelope> = unstarted
+            .iter()
+            .filter_map(|task| Envelope::from_task(task).ok())
+            .collect();
+        if !batch.is_empty() && self.push(&batch).await {
+            tracing::warn!(
+                count = batch.len(),
+                timeout = ?self.start_timeout,
+                "tasks handed to the queue did not start in time; pushed them again"
+            );
+        }
     }
 
     /// Push again the queued tasks that stopped moving (their queue lost

@@ -1,9 +1,16 @@
 //! The Faktory side of the job system: pushing jobs (the gateway) and
 //! running them (the `worker` command), with the `faktory` crate.
 //!
-//! Connections go through [`GuardedStream`]: once a connection fails it
-//! swallows further writes, because the crate's client writes `END` when it
-//! is dropped and would panic on a dead socket.
+//! The crate (0.13) unwraps I/O errors in two places that a broker restart
+//! reaches: its `Client` writes `END` when dropped and panics if that write
+//! fails, and its worker panics when one of its job loops did. So:
+//! - every connection goes through [`GuardedStream`]: once the connection
+//!   failed or the server closed it, reads see the end and writes vanish,
+//!   and the `END` of a dropped client can neither fail nor block;
+//! - each worker session runs in its own task: should the crate panic
+//!   anyway, the session is restarted (with back-off), never the process;
+//! - connecting, the handshake and pushes have deadlines, so a server that
+//!   accepts connections and then says nothing cannot hang a loop.
 
 use std::{
     io,
@@ -88,22 +95,50 @@ fn percent_decode(text: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A TCP connection that, once broken, accepts and discards writes.
+/// How long connecting (TCP and the HI/HELLO handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one push may take.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TCP connection that, once broken or closed by the server, reads as
+/// ended and swallows writes; and once the crate starts writing `END` (it
+/// is dropping its client), never fails nor blocks a write again.
 pub struct GuardedStream {
     inner: BufStream<TcpStream>,
     address: String,
     broken: bool,
+    closing: bool,
 }
 
 impl GuardedStream {
     pub async fn connect(address: &str) -> io::Result<Self> {
-        let stream = TcpStream::connect(address).await?;
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connecting timed out"))??;
         stream.set_nodelay(true)?;
         Ok(GuardedStream {
             inner: BufStream::new(stream),
             address: address.to_owned(),
             broken: false,
+            closing: false,
         })
+    }
+
+    /// The outcome of a write or flush as the caller may see it.
+    fn guard<T>(&mut self, result: Poll<io::Result<T>>, discarded: T) -> Poll<io::Result<T>> {
+        match result {
+            Poll::Ready(Err(e)) => {
+                self.broken = true;
+                if self.closing {
+                    Poll::Ready(Ok(discarded))
+                } else {
+                    Poll::Ready(Err(e))
+                }
+            }
+            // A dropping client must not wait on a server that reads nothing.
+            Poll::Pending if self.closing => Poll::Ready(Ok(discarded)),
+            other => other,
+        }
     }
 }
 
@@ -113,13 +148,18 @@ impl AsyncRead for GuardedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let GuardedStream { inner, broken, .. } = self.get_mut();
-        if *broken {
+        let this = self.get_mut();
+        if this.broken {
             return Poll::Ready(Ok(()));
         }
-        let result = Pin::new(inner).poll_read(cx, buf);
-        if matches!(result, Poll::Ready(Err(_))) {
-            *broken = true;
+        let before = buf.filled().len();
+        let wanted = buf.remaining() > 0;
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        match &result {
+            Poll::Ready(Err(_)) => this.broken = true,
+            // The server closed the connection.
+            Poll::Ready(Ok(())) if wanted && buf.filled().len() == before => this.broken = true,
+            _ => {}
         }
         result
     }
@@ -136,7 +176,13 @@ impl AsyncBufRead for GuardedStream {
                 *broken = true;
                 Poll::Ready(Err(e))
             }
-            other => other,
+            Poll::Ready(Ok(bytes)) => {
+                if bytes.is_empty() {
+                    *broken = true;
+                }
+                Poll::Ready(Ok(bytes))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -154,35 +200,35 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let GuardedStream { inner, broken, .. } = self.get_mut();
-        if *broken {
+        let this = self.get_mut();
+        if this.broken {
             return Poll::Ready(Ok(buf.len()));
         }
-        let result = Pin::new(inner).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Err(_))) {
-            *broken = true;
+        // The crate writes the verb of a command on its own; `END` is only
+        // ever written by a client being dropped.
+        if buf == b"END" {
+            this.closing = true;
         }
-        result
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.guard(result, buf.len())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let GuardedStream { inner, broken, .. } = self.get_mut();
-        if *broken {
+        let this = self.get_mut();
+        if this.broken {
             return Poll::Ready(Ok(()));
         }
-        let result = Pin::new(inner).poll_flush(cx);
-        if matches!(result, Poll::Ready(Err(_))) {
-            *broken = true;
-        }
-        result
+        let result = Pin::new(&mut this.inner).poll_flush(cx);
+        this.guard(result, ())
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let GuardedStream { inner, broken, .. } = self.get_mut();
-        if *broken {
+        let this = self.get_mut();
+        if this.broken {
             return Poll::Ready(Ok(()));
         }
-        Pin::new(inner).poll_shutdown(cx)
+        let result = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.guard(result, ())
     }
 }
 
@@ -214,9 +260,16 @@ pub async fn connect(config: &FaktoryConfig) -> Result<Client, FaktoryError> {
                 address: config.address.clone(),
                 reason: e.to_string(),
             })?;
-    Client::connect_with(stream, config.password.clone())
-        .await
-        .map_err(|e| classify(config, e))
+    tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        Client::connect_with(stream, config.password.clone()),
+    )
+    .await
+    .map_err(|_| FaktoryError::Unreachable {
+        address: config.address.clone(),
+        reason: "the server did not answer the handshake".to_owned(),
+    })?
+    .map_err(|e| classify(config, e))
 }
 
 /// Pushes jobs to Faktory over one lazily (re)opened connection.
@@ -266,19 +319,28 @@ impl JobQueue for FaktoryQueue {
             *slot = Some(connect(&self.config).await.map_err(|e| e.to_string())?);
         }
         let client = slot.as_mut().expect("connected above");
-        let pushed = if batch.len() == 1 {
-            client
-                .enqueue(batch.into_iter().next().expect("one job"))
-                .await
-        } else {
-            client.enqueue_many(batch).await.map(|_| ())
+        let push = async {
+            if batch.len() == 1 {
+                client
+                    .enqueue(batch.into_iter().next().expect("one job"))
+                    .await
+            } else {
+                client.enqueue_many(batch).await.map(|_| ())
+            }
         };
-        if let Err(e) = pushed {
-            // Drop the connection; the next push reconnects.
-            *slot = None;
-            return Err(format!("Faktory push failed: {e}"));
-        }
-        Ok(())
+        let failure = match tokio::time::timeout(PUSH_TIMEOUT, push).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => format!("Faktory push failed: {e}"),
+            Err(_) => "Faktory push timed out".to_owned(),
+        };
+        // Drop the connection; the next push reconnects.
+        *slot = None;
+        Err(failure)
+    }
+
+    fn loses_jobs(&self) -> bool {
+        // A broker restarted without its data has forgotten what it held.
+        true
     }
 
     async fn check(&self) -> Result<(), String> {
@@ -287,11 +349,17 @@ impl JobQueue for FaktoryQueue {
             *slot = Some(connect(&self.config).await.map_err(|e| e.to_string())?);
         }
         let client = slot.as_mut().expect("connected above");
-        if let Err(e) = client.current_info().await {
-            *slot = None;
-            return Err(e.to_string());
+        match tokio::time::timeout(CONNECT_TIMEOUT, client.current_info()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                *slot = None;
+                Err(e.to_string())
+            }
+            Err(_) => {
+                *slot = None;
+                Err("Faktory did not answer INFO".to_owned())
+            }
         }
-        Ok(())
     }
 
     fn name(&self) -> &'static str {
@@ -374,27 +442,55 @@ pub async fn run_worker(
             Ok(worker) => worker,
             Err(FaktoryError::Unreachable { address, reason }) => {
                 failures += 1;
-                let wait = Duration::from_millis(250 * (1 << failures.min(6)));
+                let wait = reconnect_wait(failures);
                 tracing::warn!(%address, %reason, ?wait, "Faktory unreachable; retrying");
-                let mut stop = shutdown.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => continue,
-                    _ = crate::shutdown::requested(&mut stop) => return Ok(()),
+                if !waited(wait, &shutdown).await {
+                    return Ok(());
                 }
+                continue;
             }
             Err(other) => return Err(other),
         };
-        failures = 0;
         tracing::info!(address = %config.address, queue = %config.queue, concurrency, "worker fetching jobs");
-        match worker.run(&[config.queue.as_str()]).await {
-            Ok(details) => {
+        // A session of its own: a panic inside the crate ends the session,
+        // not the process.
+        let queue = config.queue.clone();
+        let session = tokio::spawn(async move { worker.run(&[queue.as_str()]).await });
+        match session.await {
+            Ok(Ok(details)) => {
                 tracing::info!(reason = ?details.reason, "worker stopped");
                 if *shutdown.borrow() {
                     return Ok(());
                 }
+                failures = 0;
             }
-            Err(e) => tracing::warn!(error = ?e, "lost the Faktory connection; reconnecting"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = ?e, "lost the Faktory connection; reconnecting");
+                failures = 0;
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::error!(error = %e, "the Faktory worker session failed; starting a new one");
+                crate::metrics::count("background_restarts_total", "loop", "faktory_worker");
+                if !waited(reconnect_wait(failures), &shutdown).await {
+                    return Ok(());
+                }
+            }
         }
+    }
+}
+
+/// Back-off before reconnecting: 0.5 s, 1 s, 2 s, then every 4 s.
+fn reconnect_wait(failures: u32) -> Duration {
+    Duration::from_millis(250 * (1u64 << failures.clamp(1, 4)))
+}
+
+/// Sleep for `wait`; false when shutdown came first.
+async fn waited(wait: Duration, shutdown: &watch::Receiver<bool>) -> bool {
+    let mut stop = shutdown.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = crate::shutdown::requested(&mut stop) => false,
     }
 }
 
@@ -409,6 +505,46 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// What the crate does when it drops a client: write `END` and unwrap.
+    async fn end(stream: &mut GuardedStream) -> io::Result<()> {
+        stream.write_all(b"END").await?;
+        stream.write_all(b"\r\n").await?;
+        stream.flush().await
+    }
+
+    #[tokio::test]
+    async fn a_dead_connection_never_fails_the_final_end() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(async move {
+            for _ in 0..2 {
+                let (socket, _) = listener.accept().await.unwrap();
+                drop(socket);
+            }
+        });
+        // The server closed: a read sees the end, and `END` vanishes.
+        let mut stream = GuardedStream::connect(&address).await.unwrap();
+        let mut buffer = [0u8; 8];
+        assert_eq!(stream.read(&mut buffer).await.unwrap(), 0);
+        end(&mut stream).await.unwrap();
+        // Writes into a closed connection fail (broken pipe) ... but never
+        // the `END` after them.
+        let mut stream = GuardedStream::connect(&address).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut failed = false;
+        for _ in 0..20 {
+            if stream.write_all(b"BEAT {}\r\n").await.is_err() || stream.flush().await.is_err() {
+                failed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(failed, "writes to a closed connection report it");
+        end(&mut stream).await.unwrap();
+        server.await.unwrap();
+    }
 
     #[test]
     fn urls_are_parsed() {

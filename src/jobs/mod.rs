@@ -105,7 +105,8 @@ const WRITE_BATCH: usize = 256;
 ///
 /// Concurrent submissions are written together (a group commit): a writer
 /// takes every submission waiting and inserts them in one statement, and
-/// each send answers once its row is committed.
+/// each send answers once its row is committed. If that statement fails,
+/// each row is written on its own, so one bad submission fails alone.
 #[derive(Clone)]
 pub struct Jobs {
     events: std::sync::Arc<dyn EventBus>,
@@ -143,18 +144,22 @@ impl Jobs {
                         batch
                     };
                     let rows = batch.iter().map(|s| s.row.clone()).collect();
-                    let written = tasks::create_many(&db, rows).await;
+                    let all_at_once = tasks::create_many(&db, rows).await;
                     for submission in batch {
-                        let answer = match &written {
-                            Ok(()) => {
-                                // A full hand-off only delays the job: the
-                                // dispatcher's sweep finds the task.
-                                let _ = handoff.try_send(submission.envelope);
-                                Ok(())
-                            }
-                            Err(e) => Err(e.to_string()),
+                        let written = match &all_at_once {
+                            Ok(()) => Ok(()),
+                            // One bad row fails the whole statement: write
+                            // each on its own, so only the bad one fails.
+                            Err(_) => tasks::create_many(&db, vec![submission.row.clone()])
+                                .await
+                                .map_err(|e| e.to_string()),
                         };
-                        let _ = submission.written.send(answer);
+                        if written.is_ok() {
+                            // A full hand-off only delays the job: the
+                            // dispatcher's sweep finds the task.
+                            let _ = handoff.try_send(submission.envelope);
+                        }
+                        let _ = submission.written.send(written);
                     }
                 }
             });

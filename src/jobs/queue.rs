@@ -15,6 +15,11 @@ pub trait JobQueue: Send + Sync {
     async fn check(&self) -> Result<(), String>;
     /// A short name for logs and probes.
     fn name(&self) -> &'static str;
+    /// Can a job the queue accepted vanish (a broker restarted without its
+    /// data)? Then a task that does not start in time is pushed again.
+    fn loses_jobs(&self) -> bool {
+        false
+    }
 }
 
 /// A job in the in-process queue, with the number of its next attempt.

@@ -170,7 +170,22 @@ async fn run_batch(ctx: &JobContext, jobs: &[(Envelope, bool)]) -> Vec<Outcome> 
             _ => None,
         })
         .collect();
-    let recorded = tasks::succeed_many(db, &successes).await;
+    let recorded = match tasks::succeed_many(db, &successes).await {
+        Ok(()) => Ok(()),
+        // Record each on its own; only those that still fail are retried.
+        Err(_) => {
+            let mut failed = std::collections::HashSet::new();
+            for success in &successes {
+                if tasks::succeed_many(db, std::slice::from_ref(success))
+                    .await
+                    .is_err()
+                {
+                    failed.insert(success.0);
+                }
+            }
+            Err(failed)
+        }
+    };
 
     let mut outcomes = Vec::with_capacity(jobs.len());
     for ((envelope, last_attempt), result) in jobs.iter().zip(results) {
@@ -180,8 +195,10 @@ async fn run_batch(ctx: &JobContext, jobs: &[(Envelope, bool)]) -> Vec<Outcome> 
             Some(Ok(stored)) => match &recorded {
                 // The work is done (idempotently); the next delivery will
                 // find it and record the success.
-                Err(e) => Outcome::Retry(e.to_string()),
-                Ok(()) => {
+                Err(failed) if failed.contains(&task_id) => {
+                    Outcome::Retry("recording the success failed".to_owned())
+                }
+                _ => {
                     if let Some(message) = stored {
                         ctx.events.publish(Event::MessageStored {
                             message: StoredMessage::from(&message),
@@ -242,6 +259,7 @@ fn batch_from<T>(first: T, receiver: &mut mpsc::Receiver<T>) -> Vec<T> {
 /// The embedded worker pool: `workers` tasks taking jobs from the in-process
 /// queue. On shutdown, running jobs finish; queued ones stay unfinished in
 /// the database and are queued again at the next start.
+#[derive(Clone)]
 pub struct WorkerPool {
     pub ctx: JobContext,
     pub queue: InProcessQueue,

@@ -46,6 +46,12 @@ pub fn object(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, B
         let mut fields = Map::new();
         for (key, value) in url::form_urlencoded::parse(body) {
             let value = Value::String(value.into_owned());
+            // `profile[status]`, as OpenAPI's deepObject style writes it,
+            // is the same field as `profile.status`.
+            let key = match key.strip_suffix(']').and_then(|k| k.split_once('[')) {
+                Some((parent, child)) => std::borrow::Cow::Owned(format!("{parent}.{child}")),
+                None => key,
+            };
             let (target, key) = match key.split_once('.') {
                 Some((parent, child)) => {
                     let parent = fields
@@ -93,10 +99,15 @@ pub fn text(value: &Value) -> Result<String, &'static str> {
     }
 }
 
-/// A positive integer id, given as a number or as text.
+/// A positive integer id, given as a number (`7`, or `7.0` as JSON
+/// allows for an integer) or as text.
 pub fn positive_id(value: &Value) -> Option<i64> {
     match value {
-        Value::Number(n) => n.as_i64(),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f < 9.0e15)
+                .map(|f| f as i64)
+        }),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -145,12 +156,14 @@ mod tests {
     fn forms() {
         let map = object(
             &form(),
-            &Bytes::from_static(b"from=2&text=hey+man&profile.status=Busy&m=a&m=b"),
+            &Bytes::from_static(
+                b"from=2&text=hey+man&profile.status=Busy&profile[status_msg]=x&m=a&m=b",
+            ),
         )
         .unwrap();
         assert_eq!(map["from"], json!("2"));
         assert_eq!(map["text"], json!("hey man"));
-        assert_eq!(map["profile"], json!({"status": "Busy"}));
+        assert_eq!(map["profile"], json!({"status": "Busy", "status_msg": "x"}));
         assert_eq!(map["m"], json!(["a", "b"]));
     }
 
@@ -159,6 +172,8 @@ mod tests {
         assert_eq!(text(&json!(5)).unwrap(), "5");
         assert!(text(&json!(true)).is_err());
         assert_eq!(positive_id(&json!("7")), Some(7));
+        assert_eq!(positive_id(&json!(1375.0)), Some(1375));
+        assert_eq!(positive_id(&json!(1.5)), None);
         assert_eq!(positive_id(&json!(0)), None);
         assert_eq!(positive_id(&json!("x")), None);
     }

@@ -7,7 +7,11 @@
 use axum::http::{HeaderMap, StatusCode};
 
 use super::reply::ChatError;
-use crate::{app::AppState, error::AppResult, identity::Identity};
+use crate::{
+    app::AppState,
+    error::{AppError, AppResult},
+    identity::Identity,
+};
 
 /// The value of a query parameter.
 pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
@@ -36,16 +40,7 @@ pub async fn acting_user(
             Err(e) => Err(e.into()),
         };
     }
-    let signed_in = signed_in_user(state, headers).await.map_err(|e| {
-        ChatError::new(
-            StatusCode::UNAUTHORIZED,
-            format!(
-                "{} (legacy identity is off: send a bearer token)",
-                e.public_message()
-            ),
-        )
-    })?;
-    if signed_in == id {
+    if signed_in(state, headers).await? == id {
         Ok(id)
     } else {
         Err(ChatError::new(
@@ -53,6 +48,21 @@ pub async fn acting_user(
             format!("{field} is not the signed-in user"),
         ))
     }
+}
+
+/// The bearer token's user, for the chat paths while legacy identity is
+/// off: a 401 envelope without a valid token.
+pub async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<i64, ChatError> {
+    signed_in_user(state, headers).await.map_err(|e| match e {
+        AppError::Internal(_) => ChatError::from(e),
+        other => ChatError::new(
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "{} (legacy identity is off: send a bearer token)",
+                other.public_message()
+            ),
+        ),
+    })
 }
 
 /// The user a request's bearer token belongs to (legacy identity off).

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{
     body,
-    identity::{acting_user, user_id_param},
+    identity::{acting_user, signed_in, user_id_param},
     openapi::{
         ChatErrorEnvelope, RoomHistoryEnvelope, SendRequest, TaskIdEnvelope, TaskStateAnswer,
         UnseenEnvelope,
@@ -27,6 +27,7 @@ use crate::{
     app::AppState,
     domain::{messages, rooms, tasks},
     error::AppError,
+    http::ClientIp,
     jobs::Job,
 };
 
@@ -52,11 +53,6 @@ async fn sender_and_text(
         body::text(&fields["text"]).map_err(|_| ChatError::bad_request("text must be a string"))?;
     let from = acting_user(state, headers, "from", body::positive_id(&fields["from"])).await?;
     Ok((from, text))
-}
-
-async fn submit(state: &AppState, job: Job) -> Result<Response, ChatError> {
-    let task = state.jobs.submit(job).await?;
-    Ok(chat_ok(task.id.to_string()))
 }
 
 fn target_id(raw: &str, what: &str) -> Result<i64, ChatError> {
@@ -100,13 +96,15 @@ fn target_id(raw: &str, what: &str) -> Result<i64, ChatError> {
 pub async fn send_direct(
     State(state): State<AppState>,
     Path(to): Path<String>,
+    client: ClientIp,
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
     let result = async {
         let to = target_id(&to, "User")?;
         let (from, text) = sender_and_text(&state, &headers, &raw).await?;
-        submit(&state, Job::SendDirectMessage { from, to, text }).await
+        let task = state.sends.direct(from, to, text, client.0).await?;
+        Ok::<_, ChatError>(chat_ok(task.id.to_string()))
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
@@ -148,29 +146,23 @@ pub async fn send_direct(
 pub async fn send_group(
     State(state): State<AppState>,
     Path(room): Path<String>,
+    client: ClientIp,
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
     let result = async {
         let room_id = target_id(&room, "Room")?;
         let (from, text) = sender_and_text(&state, &headers, &raw).await?;
-        submit(
-            &state,
-            Job::SendGroupMessage {
-                from,
-                room_id,
-                text,
-            },
-        )
-        .await
+        let task = state.sends.group(from, room_id, text, client.0).await?;
+        Ok::<_, ChatError>(chat_ok(task.id.to_string()))
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// `GET /chat/task_state/<task_id>`: `{"state", "result"}`. The same pair is
-/// also given inside the chat envelope's `data`, for clients that read it
-/// there.
+/// `GET /chat/task_state/<task_id>`: exactly `{"state", "result"}`, the
+/// old service's shape. With legacy identity on, anyone with the id reads
+/// it, as the old service had it; with it off, only the sender, by token.
 #[utoipa::path(
     get,
     path = "/chat/task_state/{task_id}",
@@ -178,20 +170,34 @@ pub async fn send_group(
     tag = "messages",
     summary = "The state of a send task",
     description = "On SUCCESS `result` is the stored message (with its whole room); on FAILURE \
-        `{exc_type, exc_message}`; while PENDING or STARTED null. A task of another kind than a \
-        send may carry its own raw JSON result.",
-    params(("task_id" = String, Path, format = "uuid", description = "The task id a send answered.")),
+        `{exc_type, exc_message}`; while PENDING or STARTED null. With `--legacy-identity=false` \
+        only the task's sender may read it (bearer token); anyone else gets a 404.",
+    params(("task_id" = String, Path, description = "The task id a send answered (a UUID).")),
     responses(
         (status = 200, description = "The task's state and result.", body = TaskStateAnswer),
-        (status = 404, description = "Unknown task id (or not a UUID).", body = ChatErrorEnvelope),
+        (status = 401, description = "Only with `--legacy-identity=false`: no valid bearer token.",
+            body = ChatErrorEnvelope),
+        (status = 404, description = "Unknown task id (or not a UUID), or, with \
+            `--legacy-identity=false`, another user's task.", body = ChatErrorEnvelope),
         (status = 500, description = "Unexpected failure.", body = ChatErrorEnvelope),
-    )
+    ),
+    security((), ("bearer" = []))
 )]
-pub async fn task_state(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn task_state(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let result = async {
         let not_found = || ChatError::not_found("Task not found");
         let id = Uuid::parse_str(id.trim()).map_err(|_| not_found())?;
-        let task = tasks::get(&state.db, id).await.map_err(|e| match e {
+        let task = if state.config.legacy_identity {
+            tasks::get(&state.db, id).await
+        } else {
+            let viewer = signed_in(&state, &headers).await?;
+            tasks::get_for(&state.db, id, viewer).await
+        }
+        .map_err(|e| match e {
             AppError::NotFound(_) => not_found(),
             other => other.into(),
         })?;
@@ -209,16 +215,9 @@ pub async fn task_state(State(state): State<AppState>, Path(id): Path<String>) -
             TaskState::Failure => task.error.clone().unwrap_or(Value::Null),
             TaskState::Pending | TaskState::Started => Value::Null,
         };
-        let state_name = task.state.as_str();
         Ok::<_, ChatError>(json_value(
             StatusCode::OK,
-            &json!({
-                "state": state_name,
-                "result": result,
-                "status": 200,
-                "message": "HTTP_200_OK",
-                "data": {"state": state_name, "result": result},
-            }),
+            &json!({"state": task.state.as_str(), "result": result}),
         ))
     }
     .await;

@@ -8,6 +8,7 @@
 
 mod body;
 mod identity;
+mod inputs;
 mod messages;
 mod openapi;
 mod reply;
@@ -109,4 +110,5 @@ pub fn router() -> Router<AppState> {
         "/chat/messages/{id}",
         get(messages::room_history).fallback(chat_method_not_allowed),
     )
+    .layer(axum::middleware::from_fn(inputs::check))
 }

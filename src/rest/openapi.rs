@@ -403,27 +403,14 @@ pub enum TaskResult {
     Failure(TaskFailure),
 }
 
-/// `state` and `result` again, inside `data`.
-#[derive(Serialize, ToSchema)]
-pub struct TaskStateData {
-    pub state: TaskStateName,
-    #[schema(required = true)]
-    pub result: Option<TaskResult>,
-}
-
-/// `GET /chat/task_state/<task_id>`: the state and result at the top level,
-/// and the same pair inside a chat envelope's `data`.
+/// `GET /chat/task_state/<task_id>`: exactly the state and the result, as
+/// the old service answered (no envelope).
 #[derive(Serialize, ToSchema)]
 pub struct TaskStateAnswer {
     pub state: TaskStateName,
     /// Null while PENDING or STARTED.
     #[schema(required = true)]
     pub result: Option<TaskResult>,
-    #[schema(example = 200)]
-    pub status: u16,
-    #[schema(example = "HTTP_200_OK")]
-    pub message: String,
-    pub data: TaskStateData,
 }
 
 chat_envelope! {

@@ -47,6 +47,25 @@ pub fn chat_ok(data: impl Serialize) -> Response {
 pub struct ChatError {
     pub status: StatusCode,
     pub msg: String,
+    /// Seconds for `Retry-After` (a rate limit).
+    pub retry_after: Option<u64>,
+}
+
+/// Seconds to wait, when the error is a rate limit.
+fn retry_after(error: &AppError) -> Option<u64> {
+    match error {
+        AppError::RateLimited { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+        _ => None,
+    }
+}
+
+fn with_retry_after(mut response: Response, seconds: Option<u64>) -> Response {
+    if let Some(seconds) = seconds {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+    }
+    response
 }
 
 impl ChatError {
@@ -54,6 +73,7 @@ impl ChatError {
         ChatError {
             status,
             msg: msg.into(),
+            retry_after: None,
         }
     }
 
@@ -75,6 +95,7 @@ pub fn status_of(error: &AppError) -> StatusCode {
         AppError::Validation(_) | AppError::BadInput(_) | AppError::Conflict(_) => {
             StatusCode::BAD_REQUEST
         }
+        AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -91,26 +112,39 @@ impl From<AppError> for ChatError {
     fn from(error: AppError) -> Self {
         let status = status_of(&error);
         let msg = match &error {
+            // A message that names its field already is shown as it is.
             AppError::Validation(fields) => fields
                 .iter()
-                .map(|(field, messages)| format!("{field}: {}", messages.join(" ")))
+                .map(|(field, messages)| {
+                    let text = messages.join(" ");
+                    if text.starts_with(field.as_str()) {
+                        text
+                    } else {
+                        format!("{field}: {text}")
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join("; "),
             _ => capitalized(error.public_message()),
         };
-        ChatError { status, msg }
+        ChatError {
+            status,
+            msg,
+            retry_after: retry_after(&error),
+        }
     }
 }
 
 impl IntoResponse for ChatError {
     fn into_response(self) -> Response {
         let body = json!({"status": self.status.as_u16(), "msg": self.msg});
-        (
+        let response = (
             self.status,
             [(header::CONTENT_TYPE, "application/json")],
             body.to_string(),
         )
-            .into_response()
+            .into_response();
+        with_retry_after(response, self.retry_after)
     }
 }
 
@@ -119,6 +153,7 @@ impl IntoResponse for ChatError {
 pub struct UsersError {
     pub status: StatusCode,
     pub body: Value,
+    pub retry_after: Option<u64>,
 }
 
 impl UsersError {
@@ -126,6 +161,7 @@ impl UsersError {
         UsersError {
             status: StatusCode::NOT_FOUND,
             body: json!({"detail": "Not found."}),
+            retry_after: None,
         }
     }
 
@@ -133,6 +169,7 @@ impl UsersError {
         UsersError {
             status,
             body: json!({"detail": detail.into()}),
+            retry_after: None,
         }
     }
 
@@ -140,6 +177,7 @@ impl UsersError {
         UsersError {
             status: StatusCode::BAD_REQUEST,
             body: nest(errors),
+            retry_after: None,
         }
     }
 }
@@ -176,20 +214,25 @@ impl From<AppError> for UsersError {
             AppError::Internal(_) => UsersError {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 body: json!({"status": 500, "msg": error.public_message()}),
+                retry_after: None,
             },
-            _ => UsersError::detail(status_of(&error), error.public_message()),
+            _ => UsersError {
+                retry_after: retry_after(&error),
+                ..UsersError::detail(status_of(&error), error.public_message())
+            },
         }
     }
 }
 
 impl IntoResponse for UsersError {
     fn into_response(self) -> Response {
-        (
+        let response = (
             self.status,
             [(header::CONTENT_TYPE, "application/json")],
             self.body.to_string(),
         )
-            .into_response()
+            .into_response();
+        with_retry_after(response, self.retry_after)
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{
     body::{self, EMPTY_OR_WRONG},
-    identity::{query_param, user_id_param},
+    identity::{query_param, signed_in, user_id_param},
     openapi::{
         ChatErrorEnvelope, ChatOk, CreateRoomRequest, RoomEnvelope, RoomListEnvelope,
         RoomOrSummaryEnvelope,
@@ -100,11 +100,17 @@ fn member_usernames(value: Option<&Value>) -> Vec<String> {
         (status = 400, description = "Empty body or not an object (`Body is empty or wrong \
             format`), no `room_name` (`Attribute/s room_name missing`), or the name is taken.",
             body = ChatErrorEnvelope),
+        (status = 401, description = "Only with `--legacy-identity=false`: no valid bearer token.",
+            body = ChatErrorEnvelope),
         (status = 500, description = "Unexpected failure.", body = ChatErrorEnvelope),
     )
 )]
 pub async fn create(State(state): State<AppState>, headers: HeaderMap, raw: Bytes) -> Response {
     let result = async {
+        // With legacy identity off every write needs a signed-in user.
+        if !state.config.legacy_identity {
+            signed_in(&state, &headers).await?;
+        }
         let fields = body::chat_object(&headers, &raw).map_err(ChatError::bad_request)?;
         let name = match fields.get("room_name") {
             None | Some(Value::Null) => {

@@ -1,5 +1,5 @@
 //! Sends through a Faktory server, with the real `faktory` crate as client
-//! and worker, against the protocol server in `faktory_server.rs`.
+//! and worker, against the protocol server of the `faktory-test-server` crate.
 
 use std::time::Duration;
 
@@ -16,8 +16,9 @@ use chat_gateway::{
 use serde_json::Value;
 use tokio::sync::watch;
 
+use faktory_test_server::FaktoryServer;
+
 use crate::{
-    faktory_server::FaktoryServer,
     helpers::{Backend, TestApp, start, test_config, test_database},
     jobs::{break_message_inserts, heal, orphan_task},
 };
@@ -154,7 +155,8 @@ async fn faktory_down_at_send_time(backend: Backend) {
     let task = app.send_direct(4, 5, "are you there?").await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let pending = app
-        .ok(
+        .ok_as(
+            Some(4),
             "query($id: ID!) { task(id: $id) { state } }",
             serde_json::json!({"id": task}),
         )
@@ -352,6 +354,151 @@ async fn a_wrong_password_is_a_clear_start_up_error(backend: Backend) {
     );
 }
 
+/// Faktory dies mid-way through 300 sends and comes back empty (its data
+/// lost, as after a kill -9 without persistence): every send still ends in
+/// SUCCESS, each message is stored once, and the worker lives on.
+async fn a_broker_restarted_empty_loses_no_send(backend: Backend) {
+    let server = FaktoryServer::start(Some(PASSWORD)).await;
+    let port = server.port();
+    let Some((url, dir)) = test_database(backend).await else {
+        return;
+    };
+    let mut config = test_config(url);
+    faktory_settings(&mut config, &server);
+    config.job_start_timeout_secs = 3;
+    let app = start(config, backend, dir).await;
+    let (stop_worker, worker) = start_worker(&app);
+
+    let send = |i: usize| {
+        let client = app.client.clone();
+        let from = 1 + (i % 14) as i64;
+        let url = app.url(&format!("/chat/user/{}/", from + 1));
+        async move {
+            let response = client
+                .post(url)
+                .json(&serde_json::json!({"from": from, "text": format!("restart {i}")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let body: Value = response.json().await.unwrap();
+            body["data"].as_str().unwrap().to_owned()
+        }
+    };
+    let mut tasks = Vec::new();
+    for i in 0..150 {
+        tasks.push(send(i).await);
+    }
+    // The broker dies with whatever it held, and a new, empty one takes
+    // its place two seconds later; sends go on meanwhile.
+    server.stop().await;
+    for i in 150..225 {
+        tasks.push(send(i).await);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let fresh = FaktoryServer::start_on(port, Some(PASSWORD)).await;
+    for i in 225..300 {
+        tasks.push(send(i).await);
+    }
+
+    for task in &tasks {
+        let done = app
+            .finished_task_within(task, Duration::from_secs(60))
+            .await;
+        assert_eq!(done["state"], "SUCCESS", "{done}");
+    }
+    for i in 0..300 {
+        assert_eq!(
+            app.count_messages(&format!("restart {i}")).await,
+            1,
+            "restart {i}"
+        );
+    }
+    assert!(!worker.is_finished(), "the worker must survive the broker");
+    let ready: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["checks"]["background"], "ok", "{ready}");
+    assert!(!fresh.acked().is_empty());
+    Scaled {
+        app,
+        stop_worker,
+        worker,
+    }
+    .stop()
+    .await;
+}
+
+/// The `worker` command, a process of its own, lives through two broker
+/// deaths (the second one coming back empty) and keeps running jobs.
+async fn a_worker_process_survives_broker_restarts(backend: Backend) {
+    let server = FaktoryServer::start(Some(PASSWORD)).await;
+    let port = server.port();
+    let Some((url, dir)) = test_database(backend).await else {
+        return;
+    };
+    let mut config = test_config(url);
+    faktory_settings(&mut config, &server);
+    config.job_start_timeout_secs = 3;
+    let app = start(config, backend, dir).await;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_chat-gateway"))
+        .arg("worker")
+        .env("DATABASE_URL", &app.config.database_url)
+        .env("FAKTORY_URL", server.url())
+        .env("JOB_RESERVE_SECS", "2")
+        .env("RUST_LOG", "warn")
+        .env_remove("REDIS_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .expect("the worker starts");
+
+    let round = |label: &'static str| {
+        let app = &app;
+        async move {
+            let mut tasks = Vec::new();
+            for i in 0..20 {
+                tasks.push(app.send_direct(3, 4, &format!("{label} {i}")).await);
+            }
+            for task in tasks {
+                let done = app
+                    .finished_task_within(&task, Duration::from_secs(60))
+                    .await;
+                assert_eq!(done["state"], "SUCCESS", "{done}");
+            }
+        }
+    };
+    round("before").await;
+    server.stop().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.restart().await;
+    round("restarted").await;
+    server.stop().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _fresh = FaktoryServer::start_on(port, Some(PASSWORD)).await;
+    round("empty").await;
+
+    let alive = worker.try_wait().unwrap().is_none();
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let output = std::fs::read_to_string(log.path()).unwrap();
+    assert!(alive, "the worker process died: {output}");
+    assert!(!output.contains("panicked"), "{output}");
+    for label in ["before", "restarted", "empty"] {
+        for i in 0..20 {
+            assert_eq!(app.count_messages(&format!("{label} {i}")).await, 1);
+        }
+    }
+    app.stop().await;
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -381,4 +528,6 @@ on_both_backends!(
     tasks_left_undispatched_are_pushed_after_a_restart,
     infrastructure_failures_are_retried_by_faktory,
     a_wrong_password_is_a_clear_start_up_error,
+    a_broker_restarted_empty_loses_no_send,
+    a_worker_process_survives_broker_restarts,
 );

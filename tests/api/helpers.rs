@@ -267,18 +267,39 @@ impl TestApp {
         data["sendGroupMessage"]["id"].as_str().unwrap().to_owned()
     }
 
-    /// Wait (up to `timeout`) for a task to finish; returns it.
+    /// Wait (up to `timeout`) for a task to finish; returns it, as its
+    /// owner reads it.
     pub async fn finished_task_within(&self, id: &str, timeout: std::time::Duration) -> Value {
         let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let data = self
-                .ok(
-                    "query($id: ID!) { task(id: $id) { id kind state attempts
-                        result { id text room { id name } sender { username } }
-                        error { kind message } } }",
-                    json!({"id": id}),
+        let task_id: uuid::Uuid = id.parse().expect("a task id");
+        let task = chat_gateway::domain::tasks::get(&self.db, task_id)
+            .await
+            .expect("the task exists");
+        let owner = chat_gateway::domain::tasks::owner(&task).expect("the task has an owner");
+        let token = if self.config.legacy_identity {
+            None
+        } else {
+            let user = chat_gateway::domain::users::get(&self.db, owner)
+                .await
+                .unwrap();
+            Some(
+                self.login(
+                    &user.user.username,
+                    chat_gateway::domain::users::SEED_PASSWORD,
                 )
-                .await;
+                .await,
+            )
+        };
+        loop {
+            let query = "query($id: ID!) { task(id: $id) { id kind state attempts
+                        result { id text room { id name } sender { username } }
+                        error { kind message } } }";
+            let body = match &token {
+                Some(token) => self.graphql_bearer(token, query, json!({"id": id})).await,
+                None => self.graphql_as(Some(owner), query, json!({"id": id})).await,
+            };
+            assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+            let data = body["data"].clone();
             let state = data["task"]["state"]
                 .as_str()
                 .unwrap_or_default()

@@ -7,7 +7,6 @@ mod auth;
 mod cli;
 mod deploy;
 mod faktory;
-mod faktory_server;
 mod graphql_http;
 mod http;
 mod jobs;

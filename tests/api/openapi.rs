@@ -340,7 +340,10 @@ async fn the_document_lists_the_contract(app: TestApp) {
                 .keys()
                 .map(String::as_str)
                 .collect();
-            if status.starts_with('2') {
+            if status.starts_with('2') && path.starts_with("/chat/task_state/") {
+                // The old service's own shape, without an envelope.
+                assert_eq!(names, BTreeSet::from(["state", "result"]), "{path}");
+            } else if status.starts_with('2') {
                 assert!(
                     names.contains("status") && names.contains("message"),
                     "{method} {path} {status}: not an envelope: {names:?}"

@@ -267,7 +267,7 @@ async fn task_updates_until_finished(app: TestApp) {
     for (sender, expected) in [(8, "SUCCESS"), (9, "FAILURE")] {
         let task = app.send_group(sender, room, "tracked").await;
         let mut socket = Socket::connect(&app, TRANSPORT).await;
-        socket.init(json!({})).await;
+        socket.init(json!({"userId": sender})).await;
         socket.subscribe("t", query, json!({"id": task})).await;
         let mut states = Vec::new();
         loop {
@@ -293,7 +293,7 @@ async fn task_updates_until_finished(app: TestApp) {
         assert_eq!(sorted, states, "no state twice");
     }
     let mut socket = Socket::connect(&app, TRANSPORT).await;
-    socket.init(json!({})).await;
+    socket.init(json!({"userId": 8})).await;
     socket
         .subscribe("t", query, json!({"id": uuid::Uuid::new_v4()}))
         .await;
@@ -498,6 +498,8 @@ mod slow {
         config = |c: &mut chat_gateway::config::Config| {
             super::fast(c);
             c.ws_send_timeout_secs = 300;
+            // Thousands of sends from one user, on purpose.
+            c.rate_limit_sends = "off".parse().unwrap();
         };
         a_slow_reader_holds_up_only_itself,
     );
@@ -506,7 +508,10 @@ mod slow {
 
 mod stalled {
     crate::scenarios!(
-        config = |c: &mut chat_gateway::config::Config| c.ws_send_timeout_secs = 1;
+        config = |c: &mut chat_gateway::config::Config| {
+            c.ws_send_timeout_secs = 1;
+            c.rate_limit_sends = "off".parse().unwrap();
+        };
         a_reader_that_stalls_too_long_is_dropped,
     );
     use super::*;
@@ -524,7 +529,7 @@ async fn a_separate_worker_publishes_through_redis() {
         eprintln!("TEST_REDIS_URL is not set: cross-process events not tested");
         return;
     }
-    let server = crate::faktory_server::FaktoryServer::start(None).await;
+    let server = faktory_test_server::FaktoryServer::start(None).await;
     let backend = if std::env::var("TEST_DATABASE_URL").is_ok() {
         Backend::Postgres
     } else {

@@ -59,7 +59,6 @@
 //! faktory-rs' `Client` writes `END` from its `Drop` impl via
 //! `tokio::task::block_in_place`, so tests using the real crate need
 //! `#[tokio::test(flavor = "multi_thread")]`.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -843,7 +842,6 @@ struct Conn {
 
 enum Outcome {
     Reply(Vec<u8>),
-    ReplyAndClose(Vec<u8>),
     Close,
 }
 
@@ -992,10 +990,6 @@ async fn handle_conn(shared: Arc<Shared>, sock: TcpStream) {
                 if conn.wr.write_all(&r).await.is_err() {
                     return;
                 }
-            }
-            Outcome::ReplyAndClose(r) => {
-                let _ = conn.wr.write_all(&r).await;
-                return;
             }
             Outcome::Close => return,
         }
