@@ -167,6 +167,14 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let started = Instant::now();
+        if config.legacy_identity && !config.bind.ip().is_loopback() {
+            tracing::warn!(
+                bind = %config.bind,
+                "legacy identity is on and the server listens beyond this machine: anyone who \
+                 can reach it can act as any user with ?user_id=N / X-User-Id and read any task \
+                 by its id; set LEGACY_IDENTITY=false unless every client is trusted"
+            );
+        }
         let (db, statements, seeded) = prepare_database(&config).await?;
         let redis = connect_redis(&config).await?;
         let events = event_bus(&config, redis.as_ref());

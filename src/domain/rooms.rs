@@ -26,6 +26,8 @@ use crate::{
 };
 
 pub const NAME_MAX: usize = 255;
+/// Most members a room may be created with (more join one by one).
+pub const INITIAL_MEMBERS_MAX: usize = 1000;
 
 /// The unique key of the direct room of two users.
 pub fn direct_key(a: i64, b: i64) -> String {
@@ -128,6 +130,11 @@ pub async fn create(
     creator: Option<i64>,
 ) -> AppResult<room::Model> {
     let name = validate_name(name)?;
+    if member_usernames.len() > INITIAL_MEMBERS_MAX {
+        return Err(AppError::BadInput(format!(
+            "A room can be created with at most {INITIAL_MEMBERS_MAX} members"
+        )));
+    }
     let mut member_ids: Vec<i64> = if member_usernames.is_empty() {
         Vec::new()
     } else {

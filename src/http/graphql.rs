@@ -323,6 +323,21 @@ pub async fn graphql_ws(State(state): State<AppState>, request: Request) -> Resp
 
 async fn upgrade(state: AppState, request: Request) -> Response {
     let (mut parts, _) = request.into_parts();
+    let offered = parts
+        .headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok());
+    if !ws::offers_known_protocol(offered) {
+        return request_error(
+            StatusCode::BAD_REQUEST,
+            MediaType::Json,
+            &format!(
+                "Offer the `{}` or `{}` websocket subprotocol (Sec-WebSocket-Protocol)",
+                ws::TRANSPORT_WS,
+                ws::LEGACY_WS
+            ),
+        );
+    }
     let identity = identity(&state, &parts.headers, &parts.uri);
     let client_ip = ClientIp::of(&parts, state.config.trust_forwarded_for);
     match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
@@ -334,7 +349,8 @@ async fn upgrade(state: AppState, request: Request) -> Response {
                 .protocols([ws::TRANSPORT_WS, ws::LEGACY_WS])
                 .read_buffer_size(1024)
                 .write_buffer_size(0)
-                .max_message_size(state.config.body_limit_bytes);
+                .max_message_size(state.config.body_limit_bytes)
+                .max_frame_size(state.config.body_limit_bytes);
             let protocol =
                 ws::Protocol::from_name(upgrade.selected_protocol().and_then(|p| p.to_str().ok()));
             let client = parts.extensions.get::<Arc<ClientAddr>>().cloned();

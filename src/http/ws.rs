@@ -103,6 +103,23 @@ pub async fn serve(
     session.run().await;
 }
 
+/// Was a read refused because the message is over the size limit?
+fn is_too_big(error: axum::Error) -> bool {
+    error
+        .into_inner()
+        .downcast::<tungstenite::Error>()
+        .is_ok_and(|e| matches!(*e, tungstenite::Error::Capacity(_)))
+}
+
+/// Does the handshake offer a subprotocol this server speaks?
+pub fn offers_known_protocol(offered: Option<&str>) -> bool {
+    offered.is_some_and(|list| {
+        list.split(',')
+            .map(str::trim)
+            .any(|p| p == TRANSPORT_WS || p == LEGACY_WS)
+    })
+}
+
 /// A running operation: its client id and its stream of results.
 struct Operation {
     id: String,
@@ -154,7 +171,13 @@ impl Session {
             let go_on = match poll_fn(|cx| self.poll_step(cx)).await {
                 // Boxed: an idle connection then holds only a small future.
                 Step::Incoming(Some(Ok(message))) => Box::pin(self.incoming(message)).await,
-                Step::Incoming(_) | Step::WriteFailed => false,
+                Step::Incoming(Some(Err(error))) => {
+                    if is_too_big(error) {
+                        self.close(1009, "Message too big");
+                    }
+                    false
+                }
+                Step::Incoming(None) | Step::WriteFailed => false,
                 Step::Result(index, response) => {
                     self.result(index, response);
                     true

@@ -30,6 +30,7 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     pub statements: Arc<StatementCounter>,
     pub events: Arc<dyn EventBus>,
+    pub jobs: chat_gateway::jobs::Jobs,
     pub config: Config,
     pub backend: Backend,
     dir: Option<TempDir>,
@@ -114,6 +115,7 @@ pub async fn start(config: Config, backend: Backend, dir: Option<TempDir>) -> Te
         db,
         statements,
         events,
+        jobs,
         ..
     } = application.state().clone();
     let (shutdown, stopped) = oneshot::channel::<()>();
@@ -126,6 +128,7 @@ pub async fn start(config: Config, backend: Backend, dir: Option<TempDir>) -> Te
         db,
         statements,
         events,
+        jobs,
         config,
         backend,
         dir,
