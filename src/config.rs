@@ -514,9 +514,17 @@ impl Config {
     }
 }
 
-/// Parse the command line and the environment.
+/// Parse the command line and the environment. An empty `REDIS_URL` or
+/// `FAKTORY_URL` (as `VAR=` in a shell or a compose file leaves it) means
+/// unset.
 pub fn parse() -> Cli {
-    Cli::parse()
+    let mut cli = Cli::parse();
+    for url in [&mut cli.config.redis_url, &mut cli.config.faktory_url] {
+        if url.as_deref().is_some_and(|u| u.trim().is_empty()) {
+            *url = None;
+        }
+    }
+    cli
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ pub mod users;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, PrimaryKeyTrait,
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    PrimaryKeyTrait, SqliteTransactionMode, TransactionOptions, TransactionTrait,
     sea_query::{IntoIden, OnConflict},
 };
 
@@ -24,6 +25,19 @@ use crate::error::AppResult;
 /// with (microseconds), so a value read back equals the value written.
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
+}
+
+/// Begin a transaction that will write. On SQLite it takes the write lock
+/// at once (`BEGIN IMMEDIATE`): a deferred transaction that reads first
+/// and writes later fails with "database is locked" when another writer
+/// committed in between, whatever the busy timeout; waiting for the lock
+/// up front is what the busy timeout handles. PostgreSQL ignores the mode.
+pub(crate) async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
 }
 
 /// Insert a row unless it would clash with an existing one on `unique`:

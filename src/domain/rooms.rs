@@ -12,7 +12,7 @@ use entity::{membership, room, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    RelationTrait, Select, TransactionTrait,
+    RelationTrait, Select,
 };
 
 use super::{
@@ -150,7 +150,7 @@ pub async fn create(
     member_ids.sort_unstable();
     member_ids.dedup();
 
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     if room::Entity::find()
         .filter(room::Column::Name.eq(name.as_str()))
         .count(&txn)
@@ -269,7 +269,7 @@ pub async fn leave(
     if !users::exists(db, user_id).await? {
         return Err(AppError::NotFound("user"));
     }
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     // Lock the room: two last members leaving at once must not each see
     // the other still there and both leave the room behind (SQLite has one
     // writer at a time anyway and ignores the lock).
@@ -401,7 +401,7 @@ pub async fn find_or_create_direct(
     let name = format!("{} - {}", a.user.username, b.user.username);
     let key = direct_key(from, to);
 
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let row = room::ActiveModel {
         name: Set(name),
         is_direct: Set(true),
@@ -444,7 +444,7 @@ async fn create_direct_with_key_name(
     a: i64,
     b: i64,
 ) -> AppResult<room::Model> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let row = room::ActiveModel {
         name: Set(format!("direct:{key}")),
         is_direct: Set(true),

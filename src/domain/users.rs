@@ -13,7 +13,7 @@ use entity::{membership, profile, profile::Status, room, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    Select, TransactionTrait,
+    Select,
 };
 
 use super::{
@@ -429,7 +429,7 @@ pub async fn create(db: &DatabaseConnection, input: UserInput) -> AppResult<User
     }
     let password = hash_password(valid.password.take().unwrap_or_default()).await?;
 
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let user = user::ActiveModel {
         username: Set(username),
         password: Set(password),
@@ -480,7 +480,7 @@ pub async fn update(
         None => None,
     };
 
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let mut user = current.user.into_active_model();
     if let Some(username) = valid.username {
         user.username = Set(username);
@@ -550,7 +550,7 @@ pub async fn touch_last_login(db: &impl ConnectionTrait, id: i64) -> AppResult<(
 /// as when its last member leaves); their messages stay, with no sender.
 #[tracing::instrument(skip(db))]
 pub async fn delete(db: &DatabaseConnection, id: i64) -> AppResult<()> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     if user::Entity::find_by_id(id).count(&txn).await? == 0 {
         return Err(AppError::NotFound("user"));
     }
@@ -624,7 +624,7 @@ pub async fn seed(db: &DatabaseConnection, count: u32) -> AppResult<usize> {
     let password = hash_password(SEED_PASSWORD.to_owned()).await?;
     let mut created = 0;
     for username in missing {
-        let txn = db.begin().await?;
+        let txn = super::begin_write(db).await?;
         let row = user::ActiveModel {
             username: Set(username),
             password: Set(password.clone()),

@@ -175,8 +175,21 @@ async fn body_deadline(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|length| length > rules.limit as u64) {
-        return too_large();
+    if let Some(length) = announced.filter(|length| *length > rules.limit as u64) {
+        // A client reads no answer while it is still sending: take in (and
+        // drop) a body of moderate size first, so it sees the 413 rather
+        // than a reset connection. Past that, answer and close.
+        let mut response = too_large();
+        if length <= 8 * rules.limit as u64 {
+            let mut body = request.into_body().into_data_stream();
+            let drain =
+                async { while let Some(Ok(_)) = futures::StreamExt::next(&mut body).await {} };
+            let _ = tokio::time::timeout(rules.deadline, drain).await;
+        }
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
     }
     let (parts, body) = request.into_parts();
     let read = http_body_util::Limited::new(body, rules.limit).collect();

@@ -7,6 +7,8 @@ use axum::{
 };
 use serde_json::{Map, Value};
 
+use crate::input::FormError;
+
 /// Why a body could not be read as an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyError {
@@ -16,6 +18,8 @@ pub enum BodyError {
     NotAnObject(&'static str),
     /// Not JSON.
     Malformed(String),
+    /// A form field (named) that is not UTF-8 once percent-decoded.
+    NotUtf8(String),
 }
 
 /// The message the chat paths answer for any unusable body.
@@ -25,6 +29,7 @@ pub const EMPTY_OR_WRONG: &str = "Body is empty or wrong format";
 pub fn chat_object(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, String> {
     match object(headers, body) {
         Ok(map) if !map.is_empty() => Ok(map),
+        Err(BodyError::NotUtf8(field)) => Err(format!("{field}: {}", FormError::MESSAGE)),
         _ => Err(EMPTY_OR_WRONG.to_owned()),
     }
 }
@@ -44,8 +49,10 @@ pub fn object(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, B
     }
     if is_form(headers) {
         let mut fields = Map::new();
-        for (key, value) in url::form_urlencoded::parse(body) {
-            let value = Value::String(value.into_owned());
+        let pairs = crate::input::decode_form(body).map_err(|e| BodyError::NotUtf8(e.field))?;
+        for (key, value) in pairs {
+            let key: std::borrow::Cow<str> = std::borrow::Cow::Owned(key);
+            let value = Value::String(value);
             // `profile[status]`, as OpenAPI's deepObject style writes it,
             // is the same field as `profile.status`.
             let key = match key.strip_suffix(']').and_then(|k| k.split_once('[')) {
@@ -88,14 +95,36 @@ pub fn object(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, B
     }
 }
 
+/// Why a text field was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextError {
+    /// Not a string (nor a number): the message for the field.
+    Type(&'static str),
+    /// A string that breaks [`crate::input`]'s rules: the message.
+    Bad(String),
+}
+
+impl TextError {
+    pub fn message(&self) -> &str {
+        match self {
+            TextError::Type(message) => message,
+            TextError::Bad(message) => message,
+        }
+    }
+}
+
 /// A text field as DRF's CharField takes it: strings, and numbers as their
-/// text. `Err` holds the message for anything else.
-pub fn text(value: &Value) -> Result<String, &'static str> {
-    match value {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        Value::Null => Err("This field may not be null."),
-        _ => Err("Not a valid string."),
+/// text; checked against [`crate::input`] (no NUL, not over-long).
+pub fn text(value: &Value) -> Result<String, TextError> {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Null => return Err(TextError::Type("This field may not be null.")),
+        _ => return Err(TextError::Type("Not a valid string.")),
+    };
+    match crate::input::problem(&text) {
+        Some(message) => Err(TextError::Bad(message)),
+        None => Ok(text),
     }
 }
 
@@ -171,6 +200,7 @@ mod tests {
     fn coercions() {
         assert_eq!(text(&json!(5)).unwrap(), "5");
         assert!(text(&json!(true)).is_err());
+        assert!(matches!(text(&json!("a\u{0}")), Err(TextError::Bad(_))));
         assert_eq!(positive_id(&json!("7")), Some(7));
         assert_eq!(positive_id(&json!(1375.0)), Some(1375));
         assert_eq!(positive_id(&json!(1.5)), None);

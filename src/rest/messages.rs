@@ -49,8 +49,10 @@ async fn sender_and_text(
             missing.join(" - ")
         )));
     }
-    let text =
-        body::text(&fields["text"]).map_err(|_| ChatError::bad_request("text must be a string"))?;
+    let text = body::text(&fields["text"]).map_err(|e| match e {
+        body::TextError::Bad(message) => ChatError::bad_request(format!("text: {message}")),
+        body::TextError::Type(_) => ChatError::bad_request("text must be a string"),
+    })?;
     let from = acting_user(state, headers, "from", body::positive_id(&fields["from"])).await?;
     Ok((from, text))
 }
@@ -180,8 +182,7 @@ pub async fn send_group(
         (status = 404, description = "Unknown task id (or not a UUID), or, with \
             `--legacy-identity=false`, another user's task.", body = ChatErrorEnvelope),
         (status = 500, description = "Unexpected failure.", body = ChatErrorEnvelope),
-    ),
-    security((), ("bearer" = []))
+    )
 )]
 pub async fn task_state(
     State(state): State<AppState>,

@@ -55,6 +55,8 @@ use crate::error::AppError;
         super::messages::unseen,
     ),
     components(schemas(LegacyRoom, RoomSummary)),
+    modifiers(&BearerScheme),
+    security((), ("bearer" = [])),
     tags(
         (name = "users", description = "Users and their profiles. Plain JSON answers (no envelope); DRF-style errors."),
         (name = "chat rooms", description = "Group and direct rooms, joining and leaving. Chat envelope."),
@@ -99,6 +101,9 @@ pub async fn serve() -> Response {
 
 // ---------------------------------------------------------------------------
 // Shared pieces.
+
+/// Text without the NUL character, which no input may hold.
+pub const NO_NUL: &str = r"^[^\u0000]*$";
 
 /// A profile status.
 #[derive(Serialize, ToSchema)]
@@ -242,6 +247,7 @@ fn status_msg_input() -> Schema {
             Type::Null,
         ]))
         .max_length(Some(255))
+        .pattern(Some(NO_NUL))
         .description(Some(
             "At most 255 characters, or null. A number is accepted and stored as its text \
              (`5` -> `\"5\"`).",
@@ -260,14 +266,14 @@ pub struct CreateUserRequest {
     #[schema(min_length = 1, max_length = 150, pattern = r"^[\w.@+-]+$")]
     pub username: String,
     /// Stored hashed; never shown.
-    #[schema(min_length = 1, max_length = 4096, format = Password)]
+    #[schema(min_length = 1, max_length = 4096, format = Password, pattern = r"^[^\u0000]*$")]
     pub password: String,
-    #[schema(max_length = 150)]
+    #[schema(max_length = 150, pattern = r"^[^\u0000]*$")]
     pub first_name: Option<String>,
-    #[schema(max_length = 150)]
+    #[schema(max_length = 150, pattern = r"^[^\u0000]*$")]
     pub last_name: Option<String>,
     /// A valid address, or empty.
-    #[schema(max_length = 254)]
+    #[schema(max_length = 254, pattern = r"^[^\u0000]*$")]
     pub email: Option<String>,
     pub profile: ProfileRequest,
 }
@@ -279,14 +285,14 @@ pub struct ReplaceUserRequest {
     #[schema(min_length = 1, max_length = 150, pattern = r"^[\w.@+-]+$")]
     pub username: String,
     /// Stored hashed; unchanged when absent.
-    #[schema(min_length = 1, max_length = 4096, format = Password)]
+    #[schema(min_length = 1, max_length = 4096, format = Password, pattern = r"^[^\u0000]*$")]
     pub password: Option<String>,
-    #[schema(max_length = 150)]
+    #[schema(max_length = 150, pattern = r"^[^\u0000]*$")]
     pub first_name: Option<String>,
-    #[schema(max_length = 150)]
+    #[schema(max_length = 150, pattern = r"^[^\u0000]*$")]
     pub last_name: Option<String>,
     /// A valid address, or empty.
-    #[schema(max_length = 254)]
+    #[schema(max_length = 254, pattern = r"^[^\u0000]*$")]
     pub email: Option<String>,
     pub profile: ProfileRequest,
 }
@@ -298,15 +304,128 @@ pub struct ReplaceUserRequest {
 pub struct PatchUserRequest {
     #[schema(min_length = 1, max_length = 150, pattern = r"^[\w.@+-]+$")]
     pub username: Option<String>,
-    #[schema(min_length = 1, max_length = 4096, format = Password)]
+    #[schema(min_length = 1, max_length = 4096, format = Password, pattern = r"^[^\u0000]*$")]
     pub password: Option<String>,
-    #[schema(max_length = 150)]
+    #[schema(max_length = 150, pattern = r"^[^\u0000]*$")]
     pub first_name: Option<String>,
-    #[schema(max_length = 150)]
+    #[schema(max_length = 150, pattern = r"^[^\u0000]*$")]
     pub last_name: Option<String>,
-    #[schema(max_length = 254)]
+    #[schema(max_length = 254, pattern = r"^[^\u0000]*$")]
     pub email: Option<String>,
     pub profile: Option<ProfileRequest>,
+}
+
+/// A user body as form fields: the profile's fields are named
+/// `profile.status` and `profile.status_msg` (`profile[status]` works too),
+/// and every value is text. `required` lists the fields that must be there;
+/// with `profile` set, one of the profile's fields must be there as well.
+fn user_form(description: &str, required: &[&str], profile: bool) -> Schema {
+    let text = |min: Option<usize>, max: usize| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(min)
+            .max_length(Some(max))
+            .pattern(Some(NO_NUL))
+    };
+    let mut object = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(description))
+        .property("username", text(Some(1), 150).pattern(Some(r"^[\w.@+-]+$")))
+        .property("password", text(Some(1), 4096))
+        .property("first_name", text(None, 150))
+        .property("last_name", text(None, 150))
+        .property("email", text(None, 254))
+        .property(
+            "profile.status",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["Online", "Busy", "Offline"])),
+        )
+        .property("profile.status_msg", text(None, 255));
+    for field in required {
+        object = object.required(*field);
+    }
+    if !profile {
+        return object.into();
+    }
+    let with = |field: &str| ObjectBuilder::new().required(field);
+    utoipa::openapi::AllOfBuilder::new()
+        .item(object)
+        .item(
+            AnyOfBuilder::new()
+                .item(with("profile.status"))
+                .item(with("profile.status_msg")),
+        )
+        .into()
+}
+
+/// A schema built by a function, under a name of its own.
+macro_rules! built_schema {
+    ($(#[$meta:meta])* $name:ident => $build:expr) => {
+        $(#[$meta])*
+        pub struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                $build.into()
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
+}
+
+built_schema! {
+    /// `POST /users/` as form fields.
+    CreateUserForm => user_form(
+        "`POST /users/` as form fields; `profile.status` / `profile.status_msg` fill the profile.",
+        &["username", "password"],
+        true,
+    )
+}
+
+built_schema! {
+    /// `PUT /users/<id>/` as form fields.
+    ReplaceUserForm => user_form(
+        "`PUT /users/<id>/` as form fields; `profile.status` / `profile.status_msg` fill the \
+         profile.",
+        &["username"],
+        true,
+    )
+}
+
+built_schema! {
+    /// `PATCH /users/<id>/` as form fields.
+    PatchUserForm => user_form(
+        "`PATCH /users/<id>/` as form fields: any subset.",
+        &[],
+        false,
+    )
+}
+
+/// The bearer token scheme (`login` issues tokens). While legacy identity
+/// is on it is optional; with `--legacy-identity=false` the paths that act
+/// as a user need it.
+pub struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A token from the GraphQL `login` mutation. Optional while legacy \
+                         identity is on; required by the paths that act as a user when the \
+                         server runs with `--legacy-identity=false`.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -324,9 +443,38 @@ pub struct RoomMemberRequest {
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"room_name": "family", "room_member": [{"username": "user_7"}]}))]
 pub struct CreateRoomRequest {
-    /// Unique among rooms.
+    /// Unique among rooms; not blank, at most 255 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+    )]
     pub room_name: String,
     pub room_member: Option<Vec<RoomMemberRequest>>,
+}
+
+built_schema! {
+    /// `POST /chat/chatroom/` as form fields: `room_member` repeated, one
+    /// username each.
+    CreateRoomForm => ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "`POST /chat/chatroom/` as form fields: `room_member` names a username, and may be \
+             repeated.",
+        ))
+        .property(
+            "room_name",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(255))
+                .pattern(Some(r"^[^\u0000]*[^\s\u0000][^\u0000]*$")),
+        )
+        .property(
+            "room_member",
+            ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String)),
+        )
+        .required("room_name")
 }
 
 chat_envelope! {
@@ -362,9 +510,8 @@ pub struct SendRequest {
     /// The sender: a positive integer naming an existing user.
     #[schema(minimum = 1)]
     pub from: i64,
-    /// 1 to 1024 characters. The length is checked by the background job: a
-    /// text out of bounds is accepted here and its task ends in FAILURE.
-    #[schema(min_length = 1, max_length = 1024)]
+    /// 1 to 1024 characters; out of bounds is a 400 at once (no task).
+    #[schema(min_length = 1, max_length = 1024, pattern = r"^[^\u0000]*$")]
     pub text: String,
 }
 

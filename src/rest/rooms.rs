@@ -12,8 +12,8 @@ use super::{
     body::{self, EMPTY_OR_WRONG},
     identity::{query_param, signed_in, user_id_param},
     openapi::{
-        ChatErrorEnvelope, ChatOk, CreateRoomRequest, RoomEnvelope, RoomListEnvelope,
-        RoomOrSummaryEnvelope,
+        ChatErrorEnvelope, ChatOk, CreateRoomForm, CreateRoomRequest, RoomEnvelope,
+        RoomListEnvelope, RoomOrSummaryEnvelope,
     },
     reply::{ChatError, chat_ok, json_value},
     shapes::{RoomSummary, rooms_with_members},
@@ -92,7 +92,7 @@ fn member_usernames(value: Option<&Value>) -> Vec<String> {
         description = "JSON, or form-encoded fields (`room_member` then names usernames).",
         content(
             (CreateRoomRequest = "application/json"),
-            (CreateRoomRequest = "application/x-www-form-urlencoded"),
+            (CreateRoomForm = "application/x-www-form-urlencoded"),
         ),
     ),
     responses(
@@ -116,7 +116,12 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, raw: Byte
             None | Some(Value::Null) => {
                 return Err(ChatError::bad_request("Attribute/s room_name missing"));
             }
-            Some(value) => body::text(value).map_err(|_| ChatError::bad_request(EMPTY_OR_WRONG))?,
+            Some(value) => body::text(value).map_err(|e| match e {
+                body::TextError::Bad(message) => {
+                    ChatError::bad_request(format!("room_name: {message}"))
+                }
+                body::TextError::Type(_) => ChatError::bad_request(EMPTY_OR_WRONG),
+            })?,
         };
         let members = member_usernames(fields.get("room_member"));
         let room = rooms::create(&state.db, state.events.as_ref(), &name, &members, None).await?;

@@ -14,8 +14,8 @@ use super::{
     body::{self, BodyError},
     identity::{query_param, signed_in_user},
     openapi::{
-        CreateUserRequest, Detail, PatchUserRequest, ProfileStatus, ReplaceUserRequest,
-        UserFieldErrors, UsersBadRequest, UsersServerError,
+        CreateUserForm, CreateUserRequest, Detail, PatchUserForm, PatchUserRequest, ProfileStatus,
+        ReplaceUserForm, ReplaceUserRequest, UserFieldErrors, UsersBadRequest, UsersServerError,
     },
     reply::{UsersError, json_bytes, json_value},
     shapes::LegacyUser,
@@ -43,9 +43,9 @@ fn user_id(raw: &str) -> Result<i64, UsersError> {
         ignored). Served from the user-list cache, never staler than the last completed write.",
     params(
         ("id" = Option<i64>, Query, description = "Exact user id."),
-        ("username" = Option<String>, Query, description = "Exact username."),
-        ("first_name" = Option<String>, Query, description = "Exact first name."),
-        ("last_name" = Option<String>, Query, description = "Exact last name."),
+        ("username" = Option<String>, Query, pattern = r"^[^\u0000]*$", description = "Exact username."),
+        ("first_name" = Option<String>, Query, pattern = r"^[^\u0000]*$", description = "Exact first name."),
+        ("last_name" = Option<String>, Query, pattern = r"^[^\u0000]*$", description = "Exact last name."),
         ("profile__status" = Option<ProfileStatus>, Query, description = "Exact profile status."),
     ),
     responses(
@@ -117,8 +117,8 @@ fn user_input(fields: &Map<String, Value>, mode: WriteMode) -> (UserInput, Field
         let value = fields.get(name)?;
         match body::text(value) {
             Ok(text) => Some(text),
-            Err(message) => {
-                errors.insert(name.to_owned(), vec![message.to_owned()]);
+            Err(error) => {
+                errors.insert(name.to_owned(), vec![error.message().to_owned()]);
                 None
             }
         }
@@ -157,8 +157,11 @@ fn user_input(fields: &Map<String, Value>, mode: WriteMode) -> (UserInput, Field
                 Some(Value::Null) => parsed.status_msg = Some(None),
                 Some(value) => match body::text(value) {
                     Ok(text) => parsed.status_msg = Some(Some(text)),
-                    Err(message) => {
-                        errors.insert("profile.status_msg".into(), vec![message.into()]);
+                    Err(error) => {
+                        errors.insert(
+                            "profile.status_msg".into(),
+                            vec![error.message().to_owned()],
+                        );
                     }
                 },
             }
@@ -214,6 +217,11 @@ where
                 format!("JSON parse error - {reason}"),
             ));
         }
+        Err(BodyError::NotUtf8(field)) => {
+            let mut errors = FieldErrors::new();
+            errors.insert(field, vec![crate::input::FormError::MESSAGE.to_owned()]);
+            return Err(UsersError::fields(&errors));
+        }
     };
     let (input, mut errors) = user_input(&fields, mode);
     for (field, messages) in users::check(&input, mode) {
@@ -237,7 +245,7 @@ where
         description = "JSON, or form-encoded fields (`profile.status=Busy` for the profile).",
         content(
             (CreateUserRequest = "application/json"),
-            (CreateUserRequest = "application/x-www-form-urlencoded"),
+            (CreateUserForm = "application/x-www-form-urlencoded"),
         ),
     ),
     responses(
@@ -346,7 +354,7 @@ async fn update(
         description = "JSON, or form-encoded fields (`profile.status=Busy` for the profile).",
         content(
             (ReplaceUserRequest = "application/json"),
-            (ReplaceUserRequest = "application/x-www-form-urlencoded"),
+            (ReplaceUserForm = "application/x-www-form-urlencoded"),
         ),
     ),
     responses(
@@ -383,7 +391,7 @@ pub async fn replace(
         description = "JSON, or form-encoded fields (`profile.status=Busy` for the profile).",
         content(
             (PatchUserRequest = "application/json"),
-            (PatchUserRequest = "application/x-www-form-urlencoded"),
+            (PatchUserForm = "application/x-www-form-urlencoded"),
         ),
     ),
     responses(

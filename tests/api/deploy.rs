@@ -44,6 +44,12 @@ fn compose_file_runs_the_scaled_out_mode() {
     );
     assert!(services["faktory"]["environment"]["FAKTORY_PASSWORD"].is_string());
     assert_eq!(services["gateway"]["command"][0], "serve");
+    for (name, service) in services {
+        assert_eq!(
+            service["restart"], "unless-stopped",
+            "{name} restarts when it stops"
+        );
+    }
     assert_eq!(services["worker"]["command"][0], "worker");
 
     let known = settings();
