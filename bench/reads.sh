@@ -15,8 +15,9 @@ PORT="${PORT:-18700}"
 BARE_PORT="${BARE_PORT:-18801}"
 BASE="http://127.0.0.1:$PORT"
 
+TARGET="${TARGET:-target/release}"   # another build's directory, to compare builds
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-cargo build --release --quiet --bin chat-gateway --example bare
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet --bin chat-gateway --example bare
 
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -24,7 +25,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 psql "$PG_URL" -qc "DROP DATABASE IF EXISTS chat_bench WITH (FORCE)" >/dev/null
 psql "$PG_URL" -qc "CREATE DATABASE chat_bench" >/dev/null
 DATABASE_URL="${PG_URL%/*}/chat_bench" BIND_ADDR="127.0.0.1:$PORT" RUST_LOG=warn \
-  DB_MAX_CONNECTIONS="${DB_MAX_CONNECTIONS:-16}" target/release/chat-gateway serve >"$WORK/server.log" 2>&1 &
+  DB_MAX_CONNECTIONS="${DB_MAX_CONNECTIONS:-16}" "$TARGET/chat-gateway" serve >"$WORK/server.log" 2>&1 &
 for _ in $(seq 1 100); do curl -fs "$BASE/readyz" >/dev/null && break; sleep 0.1; done
 
 gql() { curl -fs "$BASE/graphql" -H 'content-type: application/json' -H "x-user-id: ${2:-1}" -d "$1"; }
@@ -43,7 +44,7 @@ curl -fs "$BASE/chat/messages/$ROOM/?user_id=1" >/dev/null
 sleep 1
 
 curl -fs "$BASE/users/" >"$WORK/users.json"
-target/release/examples/bare "$WORK/users.json" "127.0.0.1:$BARE_PORT" &
+"$TARGET/examples/bare" "$WORK/users.json" "127.0.0.1:$BARE_PORT" &
 sleep 0.5
 
 measure() { # name url [lua]

@@ -15,10 +15,15 @@ BACKENDS="${BACKENDS:-sqlite postgres}"
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-32}"
 PORT="${PORT:-18700}"
-BIN=target/release/chat-gateway
+TARGET="${TARGET:-target/release}"   # another build's directory, to compare builds
+BIN="$TARGET/chat-gateway"
+# One user sends as fast as wrk can: the per-user and per-address send
+# limits are raised past the load (their checks still run on every send).
+export RATE_LIMIT_SENDS="${RATE_LIMIT_SENDS:-100000000/10s}"
+export RATE_LIMIT_SENDS_PER_ADDRESS="${RATE_LIMIT_SENDS_PER_ADDRESS:-100000000/10s}"
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-cargo build --release --quiet
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet
 
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT

@@ -14,14 +14,17 @@ BASE="http://127.0.0.1:$PORT"
 CONNECTIONS="${CONNECTIONS:-10000}"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-cargo build --release --quiet --bin chat-gateway --example ws_bench
+TARGET="${TARGET:-target/release}"   # another build's directory, to compare builds
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet --bin chat-gateway --example ws_bench
+# user_1 sends 1,000 messages in 10 s: raise the per-user send limit past it.
+export RATE_LIMIT_SENDS="${RATE_LIMIT_SENDS:-100000000/10s}"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 psql "$PG_URL" -qc "DROP DATABASE IF EXISTS chat_bench WITH (FORCE)" >/dev/null
 psql "$PG_URL" -qc "CREATE DATABASE chat_bench" >/dev/null
 DATABASE_URL="${PG_URL%/*}/chat_bench" BIND_ADDR="127.0.0.1:$PORT" RUST_LOG=warn SEED_USERS=200 \
-  target/release/chat-gateway serve >"$WORK/server.log" 2>&1 &
+  "$TARGET/chat-gateway" serve >"$WORK/server.log" 2>&1 &
 SERVER=$!
 START=$(date +%s%N)
 for _ in $(seq 1 200); do curl -fs "$BASE/readyz" >/dev/null && break; sleep 0.02; done
@@ -35,9 +38,9 @@ ROOM=$(curl -fs "$BASE/graphql" -H 'content-type: application/json' -H 'x-user-i
   -d "{\"query\":\"mutation(\$m: [String!]!) { createRoom(name: \\\"bench\\\", memberUsernames: \$m) { id } }\",\"variables\":{\"m\":$members}}" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["createRoom"]["id"])')
 
-LATENCY=$(target/release/examples/ws_bench latency "$BASE" "$ROOM" 20 100 10)
+LATENCY=$("$TARGET/examples/ws_bench" latency "$BASE" "$ROOM" 20 100 10)
 
-target/release/examples/ws_bench hold "$BASE" "$CONNECTIONS" 200 >"$WORK/hold.log" 2>&1 &
+"$TARGET/examples/ws_bench" hold "$BASE" "$CONNECTIONS" 200 >"$WORK/hold.log" 2>&1 &
 for _ in $(seq 1 600); do grep -q HOLDING "$WORK/hold.log" && break; sleep 0.5; done
 sleep 2
 HELD=$(grep -c . "$WORK/hold.log" >/dev/null && grep -o 'HOLDING connections=[0-9]*' "$WORK/hold.log" || echo "HOLDING connections=?")

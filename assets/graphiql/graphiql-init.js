@@ -5,6 +5,9 @@
 // are sent with every HTTP request and carried in the websocket
 // `connection_init` payload (Authorization -> `authorization`,
 // X-User-Id -> `userId`, any other header under its lower-cased name).
+// The page's address follows the editors: `query`, `variables` and
+// `operationName` in the query string, so a copied address opens the same
+// tab; the headers (they may hold a token) never go there.
 // Everything is served locally from /graphiql/; nothing is loaded from a CDN.
 (function () {
   'use strict';
@@ -24,24 +27,41 @@
     return;
   }
 
-  // Is the operation that will run a subscription? Uses the parsed document
-  // GraphiQL hands to the fetcher; falls back to a look at the query text.
-  function isSubscription(params, documentAST) {
-    var defs = documentAST && documentAST.definitions;
-    if (defs) {
-      var ops = defs.filter(function (d) { return d.kind === 'OperationDefinition'; });
-      var op = params.operationName
-        ? ops.filter(function (d) { return d.name && d.name.value === params.operationName; })[0]
-        : ops[0];
-      if (op) return op.operation === 'subscription';
+  // Is the operation that will run a subscription? Read from the text that
+  // is sent (GraphiQL's parsed document can lag behind an edit): comments
+  // and strings out, then the operations at the top level, in order.
+  function operationsOf(query) {
+    var text = String(query || '')
+      .replace(/"""[\s\S]*?"""/g, '""')
+      .replace(/"(?:[^"\\\n]|\\.)*"/g, '""')
+      .replace(/#[^\n\r]*/g, '');
+    var operations = [];
+    var depth = 0;
+    // An operation keyword was read; its selection set is not an operation.
+    var pending = false;
+    var re = /[{}]|\b(query|mutation|subscription|fragment)\b\s*([_A-Za-z][_0-9A-Za-z]*)?/g;
+    var m;
+    while ((m = re.exec(text))) {
+      if (m[0] === '{') {
+        if (depth === 0 && !pending) operations.push({ type: 'query', name: null });
+        pending = false;
+        depth += 1;
+      } else if (m[0] === '}') {
+        depth = Math.max(0, depth - 1);
+      } else if (depth === 0) {
+        if (m[1] !== 'fragment') operations.push({ type: m[1], name: m[2] || null });
+        pending = true;
+      }
     }
-    var query = String(params.query || '').replace(/#[^\n\r]*/g, '');
-    if (params.operationName) {
-      var re = new RegExp('\\b(query|mutation|subscription)\\s+' + params.operationName + '\\b');
-      var m = re.exec(query);
-      if (m) return m[1] === 'subscription';
-    }
-    return /^\s*subscription\b/.test(query);
+    return operations;
+  }
+
+  function isSubscription(params) {
+    var operations = operationsOf(params.query);
+    var chosen = params.operationName
+      ? operations.filter(function (op) { return op.name === params.operationName; })[0]
+      : operations[0];
+    return Boolean(chosen) && chosen.type === 'subscription';
   }
 
   // The connection_init payload built from the headers editor.
@@ -145,15 +165,45 @@
 
   function fetcher(params, opts) {
     var headers = (opts && opts.headers) || {};
-    if (isSubscription(params, opts && opts.documentAST)) return subscribe(params, headers);
+    if (isSubscription(params)) return subscribe(params, headers);
     return post(params, headers);
   }
 
+  // The shareable part of the tab, from the address and back.
+  var shared = {};
+  var search = new URLSearchParams(loc.search);
+  ['query', 'variables', 'operationName'].forEach(function (name) {
+    if (search.has(name)) shared[name] = search.get(name);
+  });
+
+  function rewriteAddress() {
+    var params = new URLSearchParams();
+    Object.keys(shared).forEach(function (name) {
+      if (shared[name]) params.set(name, shared[name]);
+    });
+    var text = params.toString();
+    window.history.replaceState(null, '', loc.pathname + (text ? '?' + text : '') + loc.hash);
+  }
+
+  function keep(name) {
+    return function (value) {
+      shared[name] = value;
+      rewriteAddress();
+    };
+  }
+
+  var props = {
+    fetcher: fetcher,
+    defaultEditorToolsVisibility: true,
+    onEditQuery: keep('query'),
+    onEditVariables: keep('variables'),
+    onEditOperationName: keep('operationName')
+  };
+  // A shared link wins over what the browser remembers of earlier visits.
+  if (shared.query !== undefined) props.query = shared.query;
+  if (shared.variables !== undefined) props.variables = shared.variables;
+  if (shared.operationName !== undefined) props.operationName = shared.operationName;
+
   var root = ReactDOM.createRoot(document.getElementById('graphiql'));
-  root.render(
-    React.createElement(GraphiQL, {
-      fetcher: fetcher,
-      defaultEditorToolsVisibility: true
-    })
-  );
+  root.render(React.createElement(GraphiQL, props));
 })();

@@ -101,10 +101,28 @@ pub fn build(
     builder.finish()
 }
 
-/// The schema in SDL, as committed in `schema.graphql`.
+/// The schema in SDL, as committed in `schema.graphql`: what a client
+/// sees through introspection (`@specifiedBy` on scalars included).
 pub fn sdl() -> String {
-    builder().finish().sdl()
+    let sdl = builder()
+        .finish()
+        .sdl_with_options(async_graphql::SDLExportOptions::new().include_specified_by());
+    // async-graphql answers `__schema { description }` with a fixed text, so
+    // a client that introspects sees a described schema definition.
+    match sdl.rfind("\nschema {") {
+        Some(at) => format!(
+            "{}\n\"\"\"\n{SCHEMA_DESCRIPTION}\n\"\"\"{}",
+            &sdl[..at],
+            &sdl[at..]
+        ),
+        None => sdl,
+    }
 }
+
+/// The schema's description as introspection shows it.
+const SCHEMA_DESCRIPTION: &str = "A GraphQL Schema defines the capabilities of a GraphQL server. \
+    It exposes all available types and directives on the server, as well as the entry points for \
+    query, mutation, and subscription operations.";
 
 /// Who is asking, resolved at most once per request.
 pub struct Viewer {

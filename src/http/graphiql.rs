@@ -59,6 +59,24 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ),
 ];
 
+/// `GET /favicon.ico`.
+pub async fn favicon() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("image/x-icon"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400"),
+            ),
+        ],
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/favicon.ico")).as_slice(),
+    )
+        .into_response()
+}
+
 pub fn wants_html(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)

@@ -254,6 +254,18 @@ pub async fn graphql_post(
             );
         }
     };
+    // A request without a document has invalid parameters: a 400 whatever
+    // the media type (GraphQL over HTTP; an empty document is a parse error).
+    if let BatchRequest::Single(request) = &batch
+        && request.query.trim().is_empty()
+        && request.extensions.is_empty()
+    {
+        return request_error(
+            StatusCode::BAD_REQUEST,
+            media,
+            "The request has no `query` (a GraphQL document)",
+        );
+    }
     let identity = identity(&state, &headers, &uri);
     execute(&state, identity, client, batch, media).await
 }
@@ -293,11 +305,11 @@ fn parse_get(query_string: &str) -> Result<async_graphql::Request, String> {
     Ok(request)
 }
 
-/// Is the operation the request would run a mutation (or subscription)?
-fn is_non_query(request: &async_graphql::Request) -> bool {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-        return false;
-    };
+/// The type of the operation the request would run, when it is not a query.
+fn non_query(request: &async_graphql::Request) -> Option<OperationType> {
+    // A document too large to look at is the admission limits' to refuse.
+    crate::graphql::limits::tokens::scan(&request.query, 10_000, 64).ok()?;
+    let document = async_graphql::parser::parse_query(&request.query).ok()?;
     let operation = match &request.operation_name {
         Some(name) => document
             .operations
@@ -306,7 +318,9 @@ fn is_non_query(request: &async_graphql::Request) -> bool {
             .map(|(_, op)| op),
         None => document.operations.iter().next().map(|(_, op)| op),
     };
-    operation.is_some_and(|op| op.node.ty != OperationType::Query)
+    operation
+        .map(|op| op.node.ty)
+        .filter(|ty| *ty != OperationType::Query)
 }
 
 fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
@@ -377,8 +391,8 @@ pub async fn graphql_get(State(state): State<AppState>, request: Request) -> Res
         state.config.trust_forwarded_for,
     );
     let query_string = uri.query().unwrap_or("");
-    let has_query = url::form_urlencoded::parse(query_string.as_bytes()).any(|(k, _)| k == "query");
-    if !has_query && graphiql::wants_html(&headers) {
+    // A browser gets GraphiQL; a `?query=` link opens with it in the editor.
+    if graphiql::wants_html(&headers) {
         return graphiql::page();
     }
     let media = negotiate(&headers);
@@ -392,12 +406,15 @@ pub async fn graphql_get(State(state): State<AppState>, request: Request) -> Res
             );
         }
     };
-    if is_non_query(&request) {
-        let mut response = request_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            media,
-            "Only queries may be sent with GET; send mutations with POST",
-        );
+    if let Some(kind) = non_query(&request) {
+        let message = match kind {
+            OperationType::Subscription => {
+                "Subscriptions run over a websocket on /graphql (graphql-transport-ws or \
+                 graphql-ws), not over GET"
+            }
+            _ => "Only queries may be sent with GET; send mutations with POST",
+        };
+        let mut response = request_error(StatusCode::METHOD_NOT_ALLOWED, media, message);
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));

@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/graphql/ws", get(graphql::graphql_ws))
         .route("/graphiql/{file}", get(graphiql::asset))
+        .route("/favicon.ico", get(graphiql::favicon))
         .merge(crate::rest::router())
         .with_state(state)
         .layer(axum::middleware::from_fn(record_request))

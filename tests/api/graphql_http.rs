@@ -207,7 +207,10 @@ async fn graphiql_is_served_offline(app: TestApp) {
         if url.starts_with("data:") {
             continue;
         }
-        assert!(url.starts_with("/graphiql/"), "only local assets: {url}");
+        assert!(
+            url.starts_with("/graphiql/") || url == "/favicon.ico",
+            "only local assets: {url}"
+        );
         let response = app.client.get(app.url(url)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{url}");
         assert!(!response.bytes().await.unwrap().is_empty());
@@ -223,7 +226,80 @@ async fn graphiql_is_served_offline(app: TestApp) {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
 
+/// A browser opening a shared `?query=` link gets GraphiQL (which fills its
+/// editor from the address), not the raw answer; the page has a favicon.
+async fn graphiql_opens_shared_links(app: TestApp) {
+    let response = app
+        .client
+        .get(app.url("/graphql"))
+        .query(&[("query", "{ __typename }")])
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(response.text().await.unwrap().contains("graphiql-init.js"));
+    let init = app
+        .client
+        .get(app.url("/graphiql/graphiql-init.js"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(init.contains("onEditQuery") && init.contains("replaceState"));
+    let icon = app
+        .client
+        .get(app.url("/favicon.ico"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(icon.status(), StatusCode::OK);
+    assert_eq!(icon.headers()["content-type"], "image/x-icon");
+    // A subscription over GET is told where subscriptions go.
+    let response = app
+        .client
+        .get(app.url("/graphql"))
+        .query(&[("query", "subscription { unreadMessages { id } }")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("websocket"),
+        "{body}"
+    );
+}
+
+/// A request without a document has invalid parameters: a 400.
+async fn requests_without_a_query_are_400(app: TestApp) {
+    for body in [json!({"qeury": "{ __typename }"}), json!({"query": ""})] {
+        let response = app
+            .client
+            .post(app.url("/graphql"))
+            .header("accept", "application/json")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+    }
+}
+
 crate::scenarios!(
+    graphiql_opens_shared_links,
+    requests_without_a_query_are_400,
     response_media_type_follows_accept,
     request_errors_are_400_without_data_for_graphql_response_json,
     non_json_posts_are_refused,

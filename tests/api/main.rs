@@ -20,6 +20,7 @@ mod migrations;
 mod openapi;
 mod redis_server;
 mod rooms;
+mod sdl;
 mod subscriptions;
 mod tasks;
 mod transport;
