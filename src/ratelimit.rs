@@ -102,7 +102,8 @@ pub struct Limited {
     pub retry_after: Duration,
 }
 
-/// (rule, key) -> (window number, hits in it).
+/// (rule, key) -> (window number, hits in it), or in Redis mode the hits
+/// this instance has taken from Redis and not used yet.
 type Counts = HashMap<(&'static str, String), (u64, u64)>;
 
 enum Store {
@@ -110,7 +111,16 @@ enum Store {
     Redis {
         connection: ConnectionManager,
         prefix: String,
+        leases: Mutex<Counts>,
     },
+}
+
+/// How many hits an instance takes from Redis at a time: a twentieth of
+/// the limit, so a busy key costs one Redis round trip per twenty hits,
+/// and the instances together never pass the limit (hits taken and not
+/// used by the window's end are lost to it, on the safe side).
+fn lease_size(rate: Rate) -> u64 {
+    (rate.limit / 20).max(1)
 }
 
 /// Entries the in-process store keeps before it drops finished windows.
@@ -149,7 +159,25 @@ impl RateLimiter {
             store: Store::Redis {
                 connection,
                 prefix: format!("{prefix}ratelimit:"),
+                leases: Mutex::new(HashMap::new()),
             },
+        }
+    }
+
+    /// Take a hit from this instance's lease of the window, if it has one.
+    fn from_lease(leases: &Mutex<Counts>, rule: &Rule, key: &str, window: u64) -> bool {
+        let Ok(mut leases) = leases.lock() else {
+            return false;
+        };
+        if leases.len() >= MEMORY_MAX {
+            leases.retain(|_, (w, _)| *w >= window);
+        }
+        match leases.get_mut(&(rule.name, key.to_owned())) {
+            Some((w, left)) if *w == window && *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -173,19 +201,36 @@ impl RateLimiter {
                 }
                 entry.1
             }
-            Store::Redis { connection, prefix } => {
+            Store::Redis {
+                connection,
+                prefix,
+                leases,
+            } => {
                 let name = format!("{prefix}{}:{key}:{window}", rule.name);
                 let mut connection = connection.clone();
                 let ttl = rule.rate.window.as_secs().max(1) * 2;
+                let lease = lease_size(rule.rate);
                 let query = async {
                     if count {
                         let (hits,): (u64,) = redis::pipe()
-                            .incr(&name, 1)
+                            .incr(&name, lease)
                             .expire(&name, ttl as i64)
                             .ignore()
                             .query_async(&mut connection)
                             .await?;
-                        Ok::<u64, redis::RedisError>(hits)
+                        // Of the hits just taken, those within the limit
+                        // are this instance's: one now, the rest leased.
+                        let granted = lease.min(rule.rate.limit.saturating_sub(hits - lease));
+                        if granted > 1
+                            && let Ok(mut leases) = leases.lock()
+                        {
+                            leases.insert((rule.name, key.to_owned()), (window, granted - 1));
+                        }
+                        Ok::<u64, redis::RedisError>(if granted > 0 {
+                            rule.rate.limit.min(hits)
+                        } else {
+                            rule.rate.limit + 1
+                        })
                     } else {
                         let hits: Option<u64> = redis::cmd("GET")
                             .arg(&name)
@@ -214,6 +259,12 @@ impl RateLimiter {
             return Ok(());
         }
         let (window, left) = window_of(rule.rate, unix_now());
+        if let Store::Redis { leases, .. } = &self.store
+            && count
+            && Self::from_lease(leases, rule, key, window)
+        {
+            return Ok(());
+        }
         let hits = self.hits(rule, key, window, count).await;
         let over = if count {
             hits > rule.rate.limit

@@ -18,7 +18,6 @@ mod users;
 
 use async_graphql::{
     Context, ErrorExtensions, MergedObject, Request, Schema, SchemaBuilder, ServerError,
-    parser::types::ExecutableDocument,
 };
 use futures::{StreamExt, stream::BoxStream};
 use sea_orm::DatabaseConnection;
@@ -173,7 +172,7 @@ impl Gateway {
         }
     }
 
-    fn admit(&self, request: &mut Request) -> Result<ExecutableDocument, ServerError> {
+    fn admit(&self, request: &mut Request) -> Result<order::Plan, ServerError> {
         self.limits.admit(request).inspect_err(|error| {
             let limit = error
                 .extensions
@@ -198,8 +197,8 @@ impl Gateway {
         let (kind, named) = operation_of(&request.query);
         let name = request.operation_name.clone().or(named);
         let started = std::time::Instant::now();
-        let document = match self.admit(&mut request) {
-            Ok(document) => document,
+        let plan = match self.admit(&mut request) {
+            Ok(plan) => plan,
             Err(error) => {
                 let refused = limits::is_refusal(&error);
                 return Executed {
@@ -208,7 +207,6 @@ impl Gateway {
                 };
             }
         };
-        let operation = request.operation_name.clone();
         let (loaders, rounds) = loaders::per_request(self.db.clone());
         let request = request
             .data(Viewer::new(identity))
@@ -223,7 +221,7 @@ impl Gateway {
             }
         };
         let refused = refuse_complexity(&mut response);
-        order::reorder(&mut response.data, &document, operation.as_deref());
+        plan.apply(&mut response.data);
         crate::metrics::graphql_operation(kind, name.as_deref(), started.elapsed());
         Executed { response, refused }
     }
@@ -236,14 +234,13 @@ impl Gateway {
         identity: Identity,
         client: crate::http::ClientIp,
     ) -> BoxStream<'static, async_graphql::Response> {
-        let document = match self.admit(&mut request) {
-            Ok(document) => Arc::new(document),
+        let plan = match self.admit(&mut request) {
+            Ok(plan) => plan,
             Err(error) => {
                 let response = async_graphql::Response::from_errors(vec![error]);
                 return futures::stream::once(async move { response }).boxed();
             }
         };
-        let operation = request.operation_name.clone();
         let (loaders, rounds) = loaders::per_request(self.db.clone());
         let request = request
             .data(Viewer::new(identity))
@@ -252,7 +249,7 @@ impl Gateway {
         rounds
             .drive_stream(self.schema.execute_stream(request))
             .map(move |mut response| {
-                order::reorder(&mut response.data, &document, operation.as_deref());
+                plan.apply(&mut response.data);
                 response
             })
             .boxed()

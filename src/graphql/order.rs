@@ -3,8 +3,10 @@
 //! The GraphQL specification serializes a result map in the order its
 //! fields were selected (fragments expanded in place). async-graphql
 //! resolves sibling fields concurrently and inserts each as it completes,
-//! so the order of keys varied from run to run. This pass puts every object
-//! of a response back into document order, aliases included.
+//! so the order of keys varied from run to run. A [`Plan`], the response
+//! keys of the operation in document order, is built once from the
+//! document (before async-graphql takes it over) and puts every object of
+//! every response back in order, aliases included.
 
 use std::collections::HashSet;
 
@@ -14,23 +16,26 @@ use async_graphql::{
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
 
-/// Response keys in order, each with the selection sets of its fields.
-type Plan<'a> = Vec<(&'a str, Vec<&'a SelectionSet>)>;
+/// The response keys of a selection, in order, each with its own plan.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Plan {
+    keys: Vec<(Name, Plan)>,
+}
 
 fn collect<'a>(
     document: &'a ExecutableDocument,
     set: &'a SelectionSet,
-    plan: &mut Plan<'a>,
+    keys: &mut Vec<(&'a Name, Vec<&'a SelectionSet>)>,
     visited: &mut HashSet<&'a Name>,
 ) {
     for item in &set.items {
         match &item.node {
             Selection::Field(field) => {
-                let key = field.node.response_key().node.as_str();
+                let key = &field.node.response_key().node;
                 let child = &field.node.selection_set.node;
-                match plan.iter_mut().find(|(k, _)| *k == key) {
+                match keys.iter_mut().find(|(k, _)| *k == key) {
                     Some((_, sets)) => sets.push(child),
-                    None => plan.push((key, vec![child])),
+                    None => keys.push((key, vec![child])),
                 }
             }
             Selection::FragmentSpread(spread) => {
@@ -38,80 +43,80 @@ fn collect<'a>(
                 if visited.insert(name)
                     && let Some(fragment) = document.fragments.get(name)
                 {
-                    collect(document, &fragment.node.selection_set.node, plan, visited);
+                    collect(document, &fragment.node.selection_set.node, keys, visited);
                 }
             }
             Selection::InlineFragment(inline) => {
-                collect(document, &inline.node.selection_set.node, plan, visited);
+                collect(document, &inline.node.selection_set.node, keys, visited);
             }
         }
     }
 }
 
-fn plan<'a>(document: &'a ExecutableDocument, sets: &[&'a SelectionSet]) -> Plan<'a> {
-    let mut plan = Vec::new();
-    let mut visited = HashSet::new();
-    for set in sets {
-        collect(document, set, &mut plan, &mut visited);
-    }
-    plan
-}
-
-fn reorder_value(document: &ExecutableDocument, value: &mut Value, sets: &[&SelectionSet]) {
-    match value {
-        Value::Object(map) => {
-            let plan = plan(document, sets);
-            reorder_object(document, map, &plan);
+impl Plan {
+    fn build(document: &ExecutableDocument, sets: &[&SelectionSet]) -> Plan {
+        let mut keys = Vec::new();
+        let mut visited = HashSet::new();
+        for set in sets {
+            collect(document, set, &mut keys, &mut visited);
         }
-        Value::List(items) => {
-            let plan = plan(document, sets);
-            for item in items {
-                match item {
-                    Value::Object(map) => reorder_object(document, map, &plan),
-                    Value::List(_) => reorder_value(document, item, sets),
-                    _ => {}
+        Plan {
+            keys: keys
+                .into_iter()
+                .map(|(key, children)| (key.clone(), Plan::build(document, &children)))
+                .collect(),
+        }
+    }
+
+    /// The plan of the named operation of `document` (the only one when
+    /// no name is given).
+    pub fn of(document: &ExecutableDocument, operation: Option<&str>) -> Plan {
+        let selected = match operation {
+            Some(name) => document
+                .operations
+                .iter()
+                .find(|(op_name, _)| op_name.map(|n| n.as_str()) == Some(name)),
+            None => document.operations.iter().next(),
+        };
+        match selected {
+            Some((_, operation)) => Plan::build(document, &[&operation.node.selection_set.node]),
+            None => Plan::default(),
+        }
+    }
+
+    /// Put `value` (and everything below it) in this plan's order.
+    pub fn apply(&self, value: &mut Value) {
+        match value {
+            Value::Object(map) => self.apply_to_object(map),
+            Value::List(items) => items.iter_mut().for_each(|item| self.apply(item)),
+            _ => {}
+        }
+    }
+
+    fn apply_to_object(&self, map: &mut IndexMap<Name, Value>) {
+        let in_order = map.keys().eq(self
+            .keys
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| map.contains_key(*k)));
+        if !in_order {
+            let mut ordered = IndexMap::with_capacity(map.len());
+            for (key, _) in &self.keys {
+                if let Some((name, value)) = map.shift_remove_entry(key) {
+                    ordered.insert(name, value);
                 }
             }
+            // Keys no selection names (none are expected) keep their place after.
+            ordered.extend(map.drain(..));
+            *map = ordered;
         }
-        _ => {}
-    }
-}
-
-fn reorder_object(document: &ExecutableDocument, map: &mut IndexMap<Name, Value>, plan: &Plan) {
-    let in_order = map.keys().map(Name::as_str).eq(plan
-        .iter()
-        .map(|(k, _)| *k)
-        .filter(|k| map.contains_key(*k)));
-    if !in_order {
-        let mut ordered = IndexMap::with_capacity(map.len());
-        for (key, _) in plan {
-            if let Some((name, value)) = map.shift_remove_entry(*key) {
-                ordered.insert(name, value);
+        for (key, plan) in &self.keys {
+            if !plan.keys.is_empty()
+                && let Some(value) = map.get_mut(key)
+            {
+                plan.apply(value);
             }
         }
-        // Keys no selection names (none are expected) keep their place after.
-        ordered.extend(map.drain(..));
-        *map = ordered;
-    }
-    for (key, sets) in plan {
-        if let Some(value) = map.get_mut(*key) {
-            reorder_value(document, value, sets);
-        }
-    }
-}
-
-/// Put `data`, the result of the named operation of `document`, in
-/// selection-set order at every level.
-pub fn reorder(data: &mut Value, document: &ExecutableDocument, operation: Option<&str>) {
-    let selected = match operation {
-        Some(name) => document
-            .operations
-            .iter()
-            .find(|(op_name, _)| op_name.map(|n| n.as_str()) == Some(name)),
-        None => document.operations.iter().next(),
-    };
-    if let Some((_, operation)) = selected {
-        reorder_value(document, data, &[&operation.node.selection_set.node]);
     }
 }
 
@@ -133,7 +138,7 @@ mod tests {
             "b": {"id": 1, "name": "x"},
         }))
         .unwrap();
-        reorder(&mut data, &document, None);
+        Plan::of(&document, None).apply(&mut data);
         assert_eq!(
             serde_json::to_string(&data).unwrap(),
             r#"{"b":{"name":"x","id":1},"c":1,"a":{"nodes":[{"z":2,"y":1},{"z":3,"y":4}]}}"#

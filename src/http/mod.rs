@@ -192,6 +192,10 @@ async fn body_deadline(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return response;
     }
+    // Most requests (GETs, upgrades) have no body: nothing to read.
+    if http_body::Body::is_end_stream(request.body()) {
+        return next.run(request).await;
+    }
     let (parts, body) = request.into_parts();
     let read = http_body_util::Limited::new(body, rules.limit).collect();
     let bytes: Bytes = match tokio::time::timeout(rules.deadline, read).await {

@@ -110,17 +110,20 @@ impl IdleIo {
 
 impl IdleIo {
     /// Called when the stream is not ready: has nothing moved for too long?
+    /// The timer is not moved on every byte (that would touch the timer
+    /// wheel twice per request); when it fires early it is set again to
+    /// the idle time after the last movement.
     fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
         if self.client.upgraded.load(Ordering::Relaxed) {
             return false;
         }
-        let deadline = self.last + self.idle;
-        if self.timer.deadline() != deadline {
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let deadline = self.last + self.idle;
+            if Instant::now() >= deadline {
+                crate::metrics::count("http_connections_dropped_total", "reason", "idle");
+                return true;
+            }
             self.timer.as_mut().reset(deadline);
-        }
-        if self.timer.as_mut().poll(cx).is_ready() {
-            crate::metrics::count("http_connections_dropped_total", "reason", "idle");
-            return true;
         }
         false
     }

@@ -25,10 +25,9 @@ pub mod cost;
 pub mod inputs;
 pub mod tokens;
 
-use async_graphql::{
-    ErrorExtensionValues, Request, ServerError, parser::types::ExecutableDocument,
-};
+use async_graphql::{ErrorExtensionValues, Request, ServerError};
 
+use super::order::Plan;
 use crate::config::Config;
 
 /// Brackets nested deeper than this are refused before parsing (the
@@ -66,8 +65,8 @@ impl QueryLimits {
     }
 
     /// Check a request; on success its parsed document is attached to it
-    /// (so it is not parsed twice) and a copy returned.
-    pub fn admit(&self, request: &mut Request) -> Result<ExecutableDocument, ServerError> {
+    /// (so it is not parsed twice) and the order of its response returned.
+    pub fn admit(&self, request: &mut Request) -> Result<Plan, ServerError> {
         let scan = tokens::scan(&request.query, self.max_tokens, MAX_NESTING);
         match scan {
             Err(tokens::Exceeded::Tokens(max)) => {
@@ -160,8 +159,9 @@ impl QueryLimits {
                 inputs::Problem::Text { field, message } => bad_input(&field, &message),
             }
         })?;
-        request.set_parsed_query(document.clone());
-        Ok(document)
+        let plan = Plan::of(&document, request.operation_name.as_deref());
+        request.set_parsed_query(document);
+        Ok(plan)
     }
 }
 
