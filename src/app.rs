@@ -39,9 +39,22 @@ use crate::{
     supervisor::Supervisor,
 };
 
-/// Services shared by every request handler.
+/// Services shared by every request handler. Handlers and middleware take
+/// a clone of it per request, so it is one `Arc`: a clone is one atomic
+/// increment, not one per service.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Services {
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
     pub redis: Option<ConnectionManager>,
@@ -152,7 +165,7 @@ pub fn event_bus(config: &Config, redis: Option<&ConnectionManager>) -> Arc<dyn 
 }
 
 /// Background work that runs beside the HTTP server.
-struct Services {
+struct Background {
     dispatcher: Arc<Dispatcher>,
     pool: Option<WorkerPool>,
 }
@@ -161,7 +174,7 @@ struct Services {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    services: Services,
+    services: Background,
 }
 
 impl Application {
@@ -252,7 +265,7 @@ impl Application {
                 reason: e.to_string(),
             })?;
         let graphql = graphql::Gateway::new(schema, db.clone(), &config);
-        let state = AppState {
+        let state = AppState(Arc::new(Services {
             config: Arc::new(config),
             db,
             redis,
@@ -265,7 +278,7 @@ impl Application {
             sends,
             throttle,
             supervisor: Arc::new(Supervisor::default()),
-        };
+        }));
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "application ready"
@@ -273,7 +286,7 @@ impl Application {
         Ok(Application {
             listener,
             state,
-            services: Services { dispatcher, pool },
+            services: Background { dispatcher, pool },
         })
     }
 

@@ -57,14 +57,14 @@ impl UserFilter {
     /// A canonical text of the filter, for cache keys.
     pub fn cache_key(&self) -> String {
         // JSON keeps "no filter" (null) apart from any value, `"*"` included.
-        serde_json::json!([
+        serde_json::to_string(&(
             self.id,
-            self.username,
-            self.first_name,
-            self.last_name,
+            &self.username,
+            &self.first_name,
+            &self.last_name,
             self.status.map(|s| s.as_str()),
-        ])
-        .to_string()
+        ))
+        .unwrap_or_default()
     }
 }
 

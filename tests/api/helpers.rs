@@ -7,12 +7,7 @@
 
 use std::sync::Arc;
 
-use chat_gateway::{
-    app::{AppState, Application},
-    config::Config,
-    db::StatementCounter,
-    events::EventBus,
-};
+use chat_gateway::{app::Application, config::Config, db::StatementCounter, events::EventBus};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -111,13 +106,13 @@ pub async fn start(config: Config, backend: Backend, dir: Option<TempDir>) -> Te
         .await
         .unwrap_or_else(|e| panic!("application failed to start: {e}"));
     let address = format!("http://{}", application.local_addr());
-    let AppState {
-        db,
-        statements,
-        events,
-        jobs,
-        ..
-    } = application.state().clone();
+    let state = application.state();
+    let (db, statements, events, jobs) = (
+        state.db.clone(),
+        state.statements.clone(),
+        state.events.clone(),
+        state.jobs.clone(),
+    );
     let (shutdown, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(application.run_until(async move {
         let _ = stopped.await;

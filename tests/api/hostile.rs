@@ -201,8 +201,8 @@ crate::scenarios!(
 );
 
 fn tight_limits(config: &mut Config) {
-    config.rate_limit_sends = "5/1m".parse().unwrap();
-    config.rate_limit_ws_operations = "3/1m".parse().unwrap();
+    config.rate_limit_sends = "5/1h".parse().unwrap();
+    config.rate_limit_ws_operations = "3/1h".parse().unwrap();
 }
 
 const SEND: &str =

@@ -498,8 +498,10 @@ mod slow {
         config = |c: &mut chat_gateway::config::Config| {
             super::fast(c);
             c.ws_send_timeout_secs = 300;
-            // Thousands of sends from one user, on purpose.
+            // Thousands of sends from one user, on purpose, on a machine
+            // that may be running the whole suite.
             c.rate_limit_sends = "off".parse().unwrap();
+            c.graphql_timeout_ms = 120_000;
         };
         a_slow_reader_holds_up_only_itself,
     );
@@ -511,6 +513,7 @@ mod stalled {
         config = |c: &mut chat_gateway::config::Config| {
             c.ws_send_timeout_secs = 1;
             c.rate_limit_sends = "off".parse().unwrap();
+            c.graphql_timeout_ms = 120_000;
         };
         a_reader_that_stalls_too_long_is_dropped,
     );
