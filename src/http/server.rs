@@ -88,7 +88,10 @@ struct IdleIo {
     client: Arc<ClientAddr>,
     idle: Duration,
     last: Instant,
-    timer: Pin<Box<Sleep>>,
+    /// Gone once the connection is a websocket: the timer would otherwise
+    /// keep the waker (and so the whole finished task) of the HTTP
+    /// connection alive for as long as the websocket lives.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl IdleIo {
@@ -99,7 +102,7 @@ impl IdleIo {
             client,
             idle,
             last: now,
-            timer: Box::pin(tokio::time::sleep_until(now + idle)),
+            timer: Some(Box::pin(tokio::time::sleep_until(now + idle))),
         }
     }
 
@@ -115,15 +118,19 @@ impl IdleIo {
     /// the idle time after the last movement.
     fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
         if self.client.upgraded.load(Ordering::Relaxed) {
+            self.timer = None;
             return false;
         }
-        while self.timer.as_mut().poll(cx).is_ready() {
+        let Some(timer) = self.timer.as_mut() else {
+            return false;
+        };
+        while timer.as_mut().poll(cx).is_ready() {
             let deadline = self.last + self.idle;
             if Instant::now() >= deadline {
                 crate::metrics::count("http_connections_dropped_total", "reason", "idle");
                 return true;
             }
-            self.timer.as_mut().reset(deadline);
+            timer.as_mut().reset(deadline);
         }
         false
     }
