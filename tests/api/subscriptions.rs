@@ -498,6 +498,8 @@ mod slow {
         config = |c: &mut chat_gateway::config::Config| {
             super::fast(c);
             c.ws_send_timeout_secs = 300;
+            // No keep-alive ping in the final moment of silence.
+            c.ws_keepalive_secs = 300;
             // Thousands of sends from one user, on purpose, on a machine
             // that may be running the whole suite.
             c.rate_limit_sends = "off".parse().unwrap();
