@@ -19,6 +19,7 @@ use crate::{
     error::{AppError, AppResult},
     identity::KnownUsers,
     ratelimit::Throttle,
+    versions::Key,
 };
 
 #[derive(Clone)]
@@ -50,7 +51,7 @@ impl Accounts {
 
     pub async fn create(&self, input: UserInput) -> AppResult<UserRecord> {
         let user = users::create(&self.db, input).await?;
-        self.lists.invalidate().await;
+        self.lists.invalidate(&[]).await;
         Ok(user)
     }
 
@@ -60,15 +61,19 @@ impl Accounts {
         input: UserInput,
         mode: WriteMode,
     ) -> AppResult<UserRecord> {
+        let renamed = input.username.is_some();
         let user = users::update(&self.db, id, input, mode).await?;
-        self.lists.invalidate().await;
+        // A new username shows in every room the user is in.
+        let also: &[Key] = if renamed { &[Key::Names] } else { &[] };
+        self.lists.invalidate(also).await;
         Ok(user)
     }
 
     pub async fn delete(&self, id: i64) -> AppResult<()> {
         users::delete(&self.db, id).await?;
         self.known.forget(id);
-        self.lists.invalidate().await;
+        // Gone from every room: its members, its messages' senders.
+        self.lists.invalidate(&[Key::Names, Key::Memberships]).await;
         Ok(())
     }
 
@@ -91,13 +96,13 @@ impl Accounts {
             }
             Err(other) => return Err(other),
         };
-        self.lists.invalidate().await;
+        self.lists.invalidate(&[]).await;
         Ok(session)
     }
 
     /// Lists changed behind the cache's back (seeding at start-up).
     pub async fn lists_changed(&self) {
-        self.lists.invalidate().await;
+        self.lists.invalidate(&[]).await;
     }
 
     /// A user list, serialized by `render`, served from the cache.

@@ -35,8 +35,10 @@ use crate::{
         worker::{JobContext, WorkerPool},
     },
     ratelimit::{RateLimiter, Throttle},
+    readmodel::{RoomLists, RoomViews},
     sends::Sends,
     supervisor::Supervisor,
+    versions::Versions,
 };
 
 /// Services shared by every request handler. Handlers and middleware take
@@ -66,6 +68,10 @@ pub struct Services {
     pub accounts: Accounts,
     pub sends: Sends,
     pub throttle: Arc<Throttle>,
+    /// The hot-room read model.
+    pub views: Arc<RoomViews>,
+    /// The legacy room lists, rendered.
+    pub room_lists: RoomLists,
     pub supervisor: Arc<Supervisor>,
 }
 
@@ -147,20 +153,39 @@ pub fn faktory_config(config: &Config) -> Result<Option<FaktoryConfig>, StartupE
 
 /// The event bus for this configuration: Redis pub/sub across instances
 /// when Redis is configured, in-process otherwise.
-pub fn event_bus(config: &Config, redis: Option<&ConnectionManager>) -> Arc<dyn EventBus> {
+/// Where the versions of cached data live: Redis when there is one, else
+/// the database (right for any number of instances on it).
+pub fn versions(
+    config: &Config,
+    redis: Option<&ConnectionManager>,
+    db: &DatabaseConnection,
+) -> Arc<Versions> {
+    match redis {
+        Some(connection) => Versions::redis(connection.clone(), &config.redis_key_prefix),
+        None => Versions::database(db.clone()),
+    }
+}
+
+pub fn event_bus(
+    config: &Config,
+    redis: Option<&ConnectionManager>,
+    db: &DatabaseConnection,
+) -> Arc<dyn EventBus> {
+    let versions = versions(config, redis, db);
     match (redis, config.redis_url.as_deref()) {
         (Some(connection), Some(url)) => match redis::Client::open(url) {
             Ok(client) => Arc::new(RedisBus::start(
                 client,
                 connection.clone(),
                 format!("{}events", config.redis_key_prefix),
+                versions,
             )),
             Err(e) => {
                 tracing::warn!(error = %e, "events stay in this process");
-                Arc::new(LocalBus::default())
+                Arc::new(LocalBus::new(versions))
             }
         },
-        _ => Arc::new(LocalBus::default()),
+        _ => Arc::new(LocalBus::new(versions)),
     }
 }
 
@@ -190,7 +215,7 @@ impl Application {
         }
         let (db, statements, seeded) = prepare_database(&config).await?;
         let redis = connect_redis(&config).await?;
-        let events = event_bus(&config, redis.as_ref());
+        let events = event_bus(&config, redis.as_ref(), &db);
         let job_context = JobContext {
             db: db.clone(),
             events: events.clone(),
@@ -232,13 +257,12 @@ impl Application {
         });
 
         let lists = Arc::new(match &redis {
-            Some(connection) => match config.redis_url.as_deref().map(redis::Client::open) {
-                Some(Ok(client)) => {
-                    UserListCache::redis(client, connection.clone(), &config.redis_key_prefix)
-                }
-                _ => UserListCache::in_process_shared(db.clone()),
-            },
-            None => UserListCache::in_process_shared(db.clone()),
+            Some(connection) => UserListCache::redis(
+                events.versions().clone(),
+                connection.clone(),
+                &config.redis_key_prefix,
+            ),
+            None => UserListCache::new(events.versions().clone()),
         });
         let known_users = Arc::new(KnownUsers::new(std::time::Duration::from_secs(5)));
         let limiter = match &redis {
@@ -264,7 +288,14 @@ impl Application {
                 addr: config.bind,
                 reason: e.to_string(),
             })?;
-        let graphql = graphql::Gateway::new(schema, db.clone(), &config);
+        let views = RoomViews::start(
+            db.clone(),
+            &events,
+            usize::from(config.read_model_window),
+            config.read_model_bytes,
+        );
+        let room_lists = RoomLists::new(events.versions().clone());
+        let graphql = graphql::Gateway::new(schema, db.clone(), views.clone(), &config);
         let state = AppState(Arc::new(Services {
             config: Arc::new(config),
             db,
@@ -277,6 +308,8 @@ impl Application {
             accounts,
             sends,
             throttle,
+            views,
+            room_lists,
             supervisor: Arc::new(Supervisor::default()),
         }));
         tracing::info!(

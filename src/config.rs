@@ -270,6 +270,28 @@ pub struct Config {
     )]
     pub graphql_max_response_bytes: usize,
 
+    /// Memory for the hot-room read model, in bytes: rooms being read keep
+    /// their members and newest messages here, least recently read first
+    /// out. 0 turns it off (every read goes to the database).
+    #[arg(
+        long,
+        env = "READ_MODEL_BYTES",
+        default_value_t = 64 * 1024 * 1024,
+        global = true
+    )]
+    pub read_model_bytes: usize,
+
+    /// Newest messages the read model keeps per room (older pages and
+    /// longer histories are read from the database).
+    #[arg(
+        long,
+        env = "READ_MODEL_WINDOW",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u16).range(1..=1000),
+        global = true
+    )]
+    pub read_model_window: u16,
+
     /// Largest complexity score a GraphQL query may have (each field counts 1; a
     /// connection counts its page size times its children).
     #[arg(

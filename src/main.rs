@@ -9,6 +9,7 @@ use chat_gateway::{
     db, graphql,
     jobs::{self, worker::JobContext},
     telemetry,
+    versions::Key,
 };
 use migration::{Migrator, MigratorTrait};
 
@@ -52,13 +53,8 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
                 let redis = app::connect_redis(&config)
                     .await
                     .map_err(|e| e.to_string())?;
-                let lists = match (redis, config.redis_url.as_deref().map(redis::Client::open)) {
-                    (Some(connection), Some(Ok(client))) => {
-                        UserListCache::redis(client, connection, &config.redis_key_prefix)
-                    }
-                    _ => UserListCache::in_process_shared(db.clone()),
-                };
-                lists.invalidate().await;
+                let versions = app::versions(&config, redis.as_ref(), &db);
+                UserListCache::new(versions).invalidate(&[Key::Names]).await;
             }
             println!("created {created} users");
             Ok(())
@@ -82,8 +78,8 @@ async fn worker(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let ctx = JobContext {
+        events: app::event_bus(&config, redis.as_ref(), &db),
         db,
-        events: app::event_bus(&config, redis.as_ref()),
     };
     let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

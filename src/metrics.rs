@@ -328,7 +328,48 @@ pub fn render() -> String {
     );
     render_simple(&mut out, "counter", &registry.counters);
     render_simple(&mut out, "gauge", &registry.gauges);
+    render_read_model(&mut out);
     out
+}
+
+fn render_read_model(out: &mut String) {
+    let stats = &crate::readmodel::STATS;
+    let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP read_model_lookups_total Room views asked of the hot-room read model, by \
+         result (hit, miss: loaded from the database, bypass: versions unknown, so read from \
+         the database and not kept).\n# TYPE read_model_lookups_total counter"
+    );
+    for (result, n) in [
+        ("hit", &stats.hits),
+        ("miss", &stats.misses),
+        ("bypass", &stats.bypasses),
+    ] {
+        let _ = writeln!(
+            out,
+            "read_model_lookups_total{{result=\"{result}\"}} {}",
+            load(n)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP read_model_fed_total Room views brought up to date by an event, without a \
+         database read.\n# TYPE read_model_fed_total counter\nread_model_fed_total {}",
+        load(&stats.fed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP read_model_bytes Memory held by the hot-room read model (estimated).\n\
+         # TYPE read_model_bytes gauge\nread_model_bytes {}",
+        stats.bytes.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP read_model_rooms Rooms held by the hot-room read model.\n\
+         # TYPE read_model_rooms gauge\nread_model_rooms {}",
+        stats.rooms.load(Ordering::Relaxed)
+    );
 }
 
 #[cfg(test)]

@@ -36,11 +36,13 @@ pub fn validate_text(text: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// Store a message. With a task id the call is idempotent: a second call
-/// with the same id stores nothing and returns the message the first stored.
-/// Returns the message and whether this call created it.
+/// Store a message, and announce it (its room's version first). With a
+/// task id the call is idempotent: a second call with the same id stores
+/// nothing and returns the message the first stored. Returns the message and
+/// whether this call created it.
 pub async fn store(
     db: &impl ConnectionTrait,
+    events: &dyn crate::events::EventBus,
     room_id: i64,
     sender_id: Option<i64>,
     text: &str,
@@ -55,16 +57,31 @@ pub async fn store(
         task_id: Set(task_id),
         ..Default::default()
     };
-    let Some(task_id) = task_id else {
-        let result = message::Entity::insert(row).exec(db).await?;
-        return Ok((get(db, result.last_insert_id).await?, true));
+    let (message, created) = match task_id {
+        None => {
+            let result = message::Entity::insert(row).exec(db).await?;
+            (get(db, result.last_insert_id).await?, true)
+        }
+        Some(task_id) => {
+            let created = insert_unless_exists(db, row, message::Column::TaskId)
+                .await?
+                .is_some();
+            let message = stored_by_task(db, task_id).await?.ok_or_else(|| {
+                AppError::internal(anyhow::anyhow!("message of task {task_id} vanished"))
+            })?;
+            (message, created)
+        }
     };
-    let created = insert_unless_exists(db, row, message::Column::TaskId)
-        .await?
-        .is_some();
-    let message = stored_by_task(db, task_id)
-        .await?
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("message of task {task_id} vanished")))?;
+    if created {
+        let room_version = events
+            .versions()
+            .bump(&[(crate::versions::Key::Room(room_id), 1)])
+            .await[0];
+        events.publish(crate::events::Event::MessageStored {
+            message: crate::events::StoredMessage::from(&message),
+            room_version,
+        });
+    }
     Ok((message, created))
 }
 

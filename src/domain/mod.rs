@@ -11,6 +11,7 @@ pub mod pagination;
 pub mod rooms;
 pub mod tasks;
 pub mod users;
+pub mod views;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{

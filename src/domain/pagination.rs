@@ -6,8 +6,8 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select,
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, PartialModelTrait, QueryFilter,
+    QueryOrder, QuerySelect, Select,
 };
 
 use crate::error::{AppError, AppResult};
@@ -111,6 +111,37 @@ where
     C: ColumnTrait,
     E::Model: Sync,
 {
+    let (select, shape) = shape(select, id_column, page);
+    Ok(shape.finish(select.all(db).await?))
+}
+
+/// [`fetch_page`], reading only the columns of `M`.
+pub async fn fetch_partial_page<E, C, M>(
+    db: &impl ConnectionTrait,
+    select: Select<E>,
+    id_column: C,
+    page: PageRequest,
+) -> AppResult<Page<M>>
+where
+    E: EntityTrait,
+    C: ColumnTrait,
+    M: PartialModelTrait + Send + Sync,
+{
+    let (select, shape) = shape(select, id_column, page);
+    Ok(shape.finish(select.into_partial_model::<M>().all(db).await?))
+}
+
+/// How the rows a paged select returns become the page.
+struct Shape {
+    page: PageRequest,
+    limit: usize,
+}
+
+fn shape<E: EntityTrait, C: ColumnTrait>(
+    select: Select<E>,
+    id_column: C,
+    page: PageRequest,
+) -> (Select<E>, Shape) {
     let mut select = select;
     if let Some(after) = page.after {
         select = select.filter(id_column.gt(after));
@@ -118,37 +149,72 @@ where
     if let Some(before) = page.before {
         select = select.filter(id_column.lt(before));
     }
-    if let Some(last) = page.last {
-        let mut items = select
-            .order_by_desc(id_column)
-            .limit(last as u64 + 1)
-            .all(db)
-            .await?;
-        let has_previous_page = items.len() > last;
-        items.truncate(last);
-        items.reverse();
-        let has_next_page = page.before.is_some();
-        return Ok(Page {
+    let (select, limit) = match page.last {
+        Some(last) => (select.order_by_desc(id_column), last),
+        None => (select.order_by_asc(id_column), page.first.unwrap_or(0)),
+    };
+    (select.limit(limit as u64 + 1), Shape { page, limit })
+}
+
+impl Shape {
+    fn finish<T>(self, mut items: Vec<T>) -> Page<T> {
+        let more = items.len() > self.limit;
+        items.truncate(self.limit);
+        if self.page.last.is_some() {
+            items.reverse();
+            return Page {
+                items,
+                has_previous_page: more,
+                has_next_page: self.page.before.is_some(),
+            };
+        }
+        // Rows before the `after` cursor exist (the cursor's own row at
+        // least); Relay lets the flag be approximate in the other direction.
+        Page {
             items,
-            has_previous_page,
-            has_next_page,
+            has_previous_page: self.page.after.is_some(),
+            has_next_page: more,
+        }
+    }
+}
+
+/// One page of rows already in memory, ascending by id, with the same
+/// answer [`fetch_page`] would give; `complete` says whether `items` are
+/// all the rows. `None` when the answer needs rows that are not there.
+pub fn page_in_memory<T: Clone>(
+    items: &[T],
+    id: impl Fn(&T) -> i64,
+    complete: bool,
+    page: PageRequest,
+) -> Option<Page<T>> {
+    let start = page
+        .after
+        .map_or(0, |after| items.partition_point(|t| id(t) <= after));
+    let end = page.before.map_or(items.len(), |before| {
+        items.partition_point(|t| id(t) < before)
+    });
+    let range = &items[start..end.max(start)];
+    if let Some(last) = page.last {
+        // Kept are the newest rows: the newest `last` before `before` are
+        // all here if more than `last` are (or if these are all).
+        if !complete && (page.after.is_some() || range.len() <= last) {
+            return None;
+        }
+        let from = range.len().saturating_sub(last);
+        return Some(Page {
+            items: range[from..].to_vec(),
+            has_previous_page: range.len() > last,
+            has_next_page: page.before.is_some(),
         });
     }
+    if !complete {
+        return None;
+    }
     let first = page.first.unwrap_or(0);
-    let mut items = select
-        .order_by_asc(id_column)
-        .limit(first as u64 + 1)
-        .all(db)
-        .await?;
-    let has_next_page = items.len() > first;
-    items.truncate(first);
-    // Rows before the `after` cursor exist (the cursor's own row at least);
-    // Relay lets the flag be approximate in the other direction.
-    let has_previous_page = page.after.is_some();
-    Ok(Page {
-        items,
-        has_previous_page,
-        has_next_page,
+    Some(Page {
+        items: range[..first.min(range.len())].to_vec(),
+        has_previous_page: page.after.is_some(),
+        has_next_page: range.len() > first,
     })
 }
 
@@ -170,6 +236,30 @@ mod tests {
         assert_eq!(decode_cursor("after", &encode_cursor(42)).unwrap(), 42);
         assert!(decode_cursor("after", "not-a-cursor").is_err());
         assert!(decode_cursor("after", &URL_SAFE_NO_PAD.encode("x:1")).is_err());
+    }
+
+    #[test]
+    fn pages_in_memory_match_the_database_rules() {
+        let ids: Vec<i64> = (1..=10).collect();
+        let req = |first, after, last, before| PageRequest {
+            first,
+            after,
+            last,
+            before,
+        };
+        let page = page_in_memory(&ids, |i| *i, true, req(Some(3), Some(4), None, None)).unwrap();
+        assert_eq!(page.items, vec![5, 6, 7]);
+        assert!(page.has_previous_page && page.has_next_page);
+        let page = page_in_memory(&ids, |i| *i, false, req(None, None, Some(4), None)).unwrap();
+        assert_eq!(page.items, vec![7, 8, 9, 10]);
+        assert!(page.has_previous_page && !page.has_next_page);
+        let page = page_in_memory(&ids, |i| *i, true, req(None, None, Some(3), Some(3))).unwrap();
+        assert_eq!(page.items, vec![1, 2]);
+        assert!(!page.has_previous_page && page.has_next_page);
+        // Not all rows are here: only the newest can be answered.
+        assert!(page_in_memory(&ids, |i| *i, false, req(None, None, Some(10), None)).is_none());
+        assert!(page_in_memory(&ids, |i| *i, false, req(Some(2), None, None, None)).is_none());
+        assert!(page_in_memory(&ids, |i| *i, false, req(None, Some(1), Some(2), None)).is_none());
     }
 
     #[test]

@@ -23,6 +23,7 @@ use super::{
 use crate::{
     error::{AppError, AppResult, is_unique_violation},
     events::{Event, EventBus},
+    versions::Key,
 };
 
 pub const NAME_MAX: usize = 255;
@@ -178,7 +179,7 @@ pub async fn create(
     })?;
     add_members(&txn, room.id, &member_ids).await?;
     txn.commit().await?;
-    joined(events, room.id, &member_ids);
+    joined(events, room.id, &member_ids).await;
     tracing::info!(
         room_id = room.id,
         members = member_ids.len(),
@@ -204,8 +205,13 @@ async fn add_members(db: &impl ConnectionTrait, room_id: i64, user_ids: &[i64]) 
     Ok(())
 }
 
-/// Tell live subscriptions that memberships changed.
-fn joined(events: &dyn EventBus, room_id: i64, user_ids: &[i64]) {
+/// Memberships changed (committed): bump the room's version and the
+/// memberships' before answering, then tell live subscriptions.
+async fn joined(events: &dyn EventBus, room_id: i64, user_ids: &[i64]) {
+    events
+        .versions()
+        .bump(&[(Key::Room(room_id), 1), (Key::Memberships, 1)])
+        .await;
     for &user_id in user_ids {
         events.publish(Event::MembershipChanged { room_id, user_id });
     }
@@ -246,7 +252,7 @@ pub async fn join(
             e.into()
         }
     })?;
-    joined(events, room_id, &[user_id]);
+    joined(events, room_id, &[user_id]).await;
     Ok(membership)
 }
 
@@ -300,7 +306,7 @@ pub async fn leave(
         room::Entity::delete_by_id(room_id).exec(&txn).await?;
     }
     txn.commit().await?;
-    joined(events, room_id, &[user_id]);
+    joined(events, room_id, &[user_id]).await;
     Ok(Left {
         room_deleted: remaining == 0,
     })
@@ -413,7 +419,7 @@ pub async fn find_or_create_direct(
         Ok(Some(room_id)) => {
             add_members(&txn, room_id, &[a.user.id, b.user.id]).await?;
             txn.commit().await?;
-            joined(events, room_id, &[a.user.id, b.user.id]);
+            joined(events, room_id, &[a.user.id, b.user.id]).await;
         }
         // Another sender created the pair's room first: use theirs.
         Ok(None) => txn.rollback().await?,
@@ -428,7 +434,7 @@ pub async fn find_or_create_direct(
                 return Ok(room);
             }
             let room = create_direct_with_key_name(db, &key, a.user.id, b.user.id).await?;
-            joined(events, room.id, &[a.user.id, b.user.id]);
+            joined(events, room.id, &[a.user.id, b.user.id]).await;
             return Ok(room);
         }
         Err(e) => return Err(e),

@@ -12,8 +12,8 @@ use argon2::{
 use entity::{membership, profile, profile::Status, room, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    Select,
+    DerivePartialModel, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Select,
 };
 
 use super::{
@@ -41,6 +41,74 @@ const EMAIL_INVALID: &str = "Enter a valid email address.";
 pub struct UserRecord {
     pub user: user::Model,
     pub profile: profile::Model,
+}
+
+/// A user's public columns: everything but the password hash, which is
+/// read only to check a password.
+#[derive(Debug, Clone, PartialEq, Eq, DerivePartialModel)]
+#[sea_orm(entity = "user::Entity")]
+pub struct PublicUser {
+    pub id: i64,
+    pub username: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub last_login: Option<chrono::DateTime<chrono::Utc>>,
+    pub date_joined: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<&user::Model> for PublicUser {
+    fn from(u: &user::Model) -> Self {
+        PublicUser {
+            id: u.id,
+            username: u.username.clone(),
+            first_name: u.first_name.clone(),
+            last_name: u.last_name.clone(),
+            email: u.email.clone(),
+            is_active: u.is_active,
+            is_staff: u.is_staff,
+            is_superuser: u.is_superuser,
+            last_login: u.last_login,
+            date_joined: u.date_joined,
+        }
+    }
+}
+
+/// Users' public columns by id, in one statement; missing ids are absent.
+pub async fn load_public(
+    db: &impl ConnectionTrait,
+    ids: &[i64],
+) -> AppResult<HashMap<i64, PublicUser>> {
+    Ok(user::Entity::find()
+        .filter(user::Column::Id.is_in(ids.iter().copied()))
+        .into_partial_model::<PublicUser>()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u))
+        .collect())
+}
+
+/// Profiles by user id, in one statement; a user without a profile row
+/// gets the default one.
+pub async fn profiles(
+    db: &impl ConnectionTrait,
+    ids: &[i64],
+) -> AppResult<HashMap<i64, profile::Model>> {
+    let mut found: HashMap<i64, profile::Model> = profile::Entity::find()
+        .filter(profile::Column::UserId.is_in(ids.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|p| (p.user_id, p))
+        .collect();
+    for &id in ids {
+        found.entry(id).or_insert_with(|| default_profile(id));
+    }
+    Ok(found)
 }
 
 /// Exact-match filters of the user list.
@@ -393,6 +461,15 @@ pub async fn page(
         has_previous_page,
         has_next_page,
     })
+}
+
+/// [`page`] without the profiles and the password column.
+pub async fn public_page(
+    db: &impl ConnectionTrait,
+    filter: &UserFilter,
+    request: PageRequest,
+) -> AppResult<Page<PublicUser>> {
+    pagination::fetch_partial_page(db, filtered(filter), user::Column::Id, request).await
 }
 
 pub async fn count(db: &impl ConnectionTrait, filter: &UserFilter) -> AppResult<u64> {

@@ -12,8 +12,12 @@ pub mod redis;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
 use tokio::sync::broadcast;
 use uuid::Uuid;
+
+use crate::versions::Versions;
 
 /// A stored message, as events carry it: subscribers build their answers
 /// from it without reading the database.
@@ -60,13 +64,21 @@ pub enum Event {
     /// A task changed state.
     TaskUpdated { task_id: Uuid, state: String },
     /// A message was stored.
-    MessageStored { message: StoredMessage },
+    MessageStored {
+        message: StoredMessage,
+        /// The room's version once this message is in it (0: unknown).
+        #[serde(default)]
+        room_version: u64,
+    },
     /// A user joined or left a room (or a direct room was created for them).
     MembershipChanged { room_id: i64, user_id: i64 },
 }
 
 /// Publish and subscribe to events.
 pub trait EventBus: Send + Sync {
+    /// The versions of the data these events change: writers bump them
+    /// before they answer, caches check them before they serve.
+    fn versions(&self) -> &Arc<Versions>;
     /// Publish an event to every subscriber (on every instance). Never fails:
     /// a lost event is caught up by receivers re-reading the database.
     fn publish(&self, event: Event);
@@ -80,23 +92,34 @@ pub const CHANNEL_CAPACITY: usize = 4096;
 /// Events within this process only.
 pub struct LocalBus {
     sender: broadcast::Sender<Event>,
+    versions: Arc<Versions>,
 }
 
 impl Default for LocalBus {
+    /// Events and versions in this process only.
     fn default() -> Self {
-        LocalBus {
-            sender: broadcast::channel(CHANNEL_CAPACITY).0,
-        }
+        LocalBus::new(Versions::in_process())
     }
 }
 
 impl LocalBus {
+    pub fn new(versions: Arc<Versions>) -> Self {
+        LocalBus {
+            sender: broadcast::channel(CHANNEL_CAPACITY).0,
+            versions,
+        }
+    }
+
     pub fn sender(&self) -> broadcast::Sender<Event> {
         self.sender.clone()
     }
 }
 
 impl EventBus for LocalBus {
+    fn versions(&self) -> &Arc<Versions> {
+        &self.versions
+    }
+
     fn publish(&self, event: Event) {
         // No receiver is not an error: nobody is listening right now.
         let _ = self.sender.send(event);

@@ -7,7 +7,7 @@
 //! Redis is down, events still reach local subscribers, and the others catch
 //! up by re-reading the database.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use redis::{AsyncCommands, aio::ConnectionManager};
@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use super::{CHANNEL_CAPACITY, Event, EventBus};
+use crate::versions::Versions;
 
 #[derive(Serialize, Deserialize)]
 struct Wire {
@@ -27,11 +28,17 @@ pub struct RedisBus {
     origin: Uuid,
     local: broadcast::Sender<Event>,
     outgoing: mpsc::UnboundedSender<Event>,
+    versions: Arc<Versions>,
 }
 
 impl RedisBus {
     /// Start relaying events through `channel` on the Redis at `client`.
-    pub fn start(client: redis::Client, connection: ConnectionManager, channel: String) -> Self {
+    pub fn start(
+        client: redis::Client,
+        connection: ConnectionManager,
+        channel: String,
+        versions: Arc<Versions>,
+    ) -> Self {
         let origin = Uuid::new_v4();
         let (local, _) = broadcast::channel(CHANNEL_CAPACITY);
         let (outgoing, mut pending) = mpsc::unbounded_channel::<Event>();
@@ -94,6 +101,7 @@ impl RedisBus {
             origin,
             local,
             outgoing,
+            versions,
         }
     }
 
@@ -103,6 +111,10 @@ impl RedisBus {
 }
 
 impl EventBus for RedisBus {
+    fn versions(&self) -> &Arc<Versions> {
+        &self.versions
+    }
+
     fn publish(&self, event: Event) {
         let _ = self.local.send(event.clone());
         let _ = self.outgoing.send(event);

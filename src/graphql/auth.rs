@@ -39,7 +39,7 @@ impl AuthMutation {
         Ok(AuthPayload {
             token: session.token,
             expires_at: session.expires_at,
-            user: User(session.user),
+            user: User::record(session.user),
         })
     }
 

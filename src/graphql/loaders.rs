@@ -24,7 +24,7 @@ use std::{
 };
 
 use async_graphql::dataloader::{DataLoader, Loader};
-use entity::{membership, message, message_seen, room};
+use entity::{membership, message, message_seen, profile, room};
 use futures::Stream;
 use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
@@ -34,15 +34,18 @@ use crate::{
         messages,
         pagination::{Page, PageRequest},
         rooms,
-        users::{self, UserRecord},
+        users::{self, PublicUser},
+        views::{self, Named},
     },
     error::AppError,
+    readmodel::{Entry, RoomViews},
 };
 
 pub type LoadError = Arc<AppError>;
 
 pub struct DbLoader {
     db: DatabaseConnection,
+    views: Arc<RoomViews>,
 }
 
 /// The per-request loader.
@@ -56,7 +59,7 @@ pub struct Rounds {
 
 /// A loader for one request (or one subscription event), and the round
 /// counter that decides when its batches run.
-pub fn per_request(db: DatabaseConnection) -> (Loaders, Rounds) {
+pub fn per_request(db: DatabaseConnection, views: Arc<RoomViews>) -> (Loaders, Rounds) {
     let (ended, watcher) = watch::channel(0u64);
     let spawner = move |batch: futures::future::BoxFuture<'static, ()>| {
         let mut watcher = watcher.clone();
@@ -68,7 +71,7 @@ pub fn per_request(db: DatabaseConnection) -> (Loaders, Rounds) {
             batch.await;
         });
     };
-    let loaders = DataLoader::new(DbLoader { db }, spawner).delay(Duration::ZERO);
+    let loaders = DataLoader::new(DbLoader { db, views }, spawner).delay(Duration::ZERO);
     (loaders, Rounds { ended })
 }
 
@@ -184,7 +187,12 @@ impl<F: Future> Future for InRounds<F> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct UserById(pub i64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProfileOf(pub i64);
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RoomById(pub i64);
+/// A room's view (members, newest messages), from the read model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ViewOf(pub i64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MessageById(pub i64);
 /// Current members of a room.
@@ -234,15 +242,46 @@ fn group_by_viewer<K: Copy>(keys: &[K], split: impl Fn(K) -> (i64, i64)) -> Hash
 }
 
 impl Loader<UserById> for DbLoader {
-    type Value = UserRecord;
+    type Value = PublicUser;
     type Error = LoadError;
 
-    async fn load(&self, keys: &[UserById]) -> Result<HashMap<UserById, UserRecord>, LoadError> {
+    async fn load(&self, keys: &[UserById]) -> Result<HashMap<UserById, PublicUser>, LoadError> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        Ok(users::load_many(&self.db, &ids)
+        Ok(users::load_public(&self.db, &ids)
             .await?
             .into_iter()
             .map(|(id, user)| (UserById(id), user))
+            .collect())
+    }
+}
+
+impl Loader<ProfileOf> for DbLoader {
+    type Value = profile::Model;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[ProfileOf],
+    ) -> Result<HashMap<ProfileOf, profile::Model>, LoadError> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        Ok(users::profiles(&self.db, &ids)
+            .await?
+            .into_iter()
+            .map(|(id, profile)| (ProfileOf(id), profile))
+            .collect())
+    }
+}
+
+impl Loader<ViewOf> for DbLoader {
+    type Value = Arc<Entry>;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[ViewOf]) -> Result<HashMap<ViewOf, Arc<Entry>>, LoadError> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        let (entries, _) = self.views.get(&ids, false).await?;
+        Ok(entries
+            .into_iter()
+            .map(|(id, entry)| (ViewOf(id), entry))
             .collect())
     }
 }
@@ -279,18 +318,18 @@ impl Loader<MessageById> for DbLoader {
 }
 
 impl Loader<MembersOf> for DbLoader {
-    type Value = Vec<UserRecord>;
+    type Value = Vec<Named>;
     type Error = LoadError;
 
-    async fn load(
-        &self,
-        keys: &[MembersOf],
-    ) -> Result<HashMap<MembersOf, Vec<UserRecord>>, LoadError> {
+    async fn load(&self, keys: &[MembersOf]) -> Result<HashMap<MembersOf, Vec<Named>>, LoadError> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        let mut members = rooms::members_of_rooms(&self.db, &ids).await?;
+        let mut found = views::load(&self.db, &ids, None).await?;
         Ok(ids
             .into_iter()
-            .map(|id| (MembersOf(id), members.remove(&id).unwrap_or_default()))
+            .map(|id| {
+                let members = found.remove(&id).map(|v| v.members).unwrap_or_default();
+                (MembersOf(id), members)
+            })
             .collect())
     }
 }

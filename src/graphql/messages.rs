@@ -13,45 +13,61 @@ use super::{
     tasks::Task,
     users::{User, parse_id},
 };
-use crate::domain::{messages, rooms};
+use std::sync::Arc;
 
-/// A chat message.
+use crate::domain::{messages, rooms, views::ViewMessage};
+
+/// A chat message (with its sender's name, when the room's view knew it).
 #[derive(Clone, Debug)]
-pub struct Message(pub message::Model);
+pub struct Message(pub Arc<ViewMessage>);
+
+impl Message {
+    pub fn of(message: message::Model) -> Self {
+        Message(Arc::new(ViewMessage {
+            message,
+            sender: None,
+        }))
+    }
+}
 
 #[Object]
 impl Message {
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.0.message.id.to_string())
     }
     async fn text(&self) -> &str {
-        &self.0.text
+        &self.0.message.text
     }
     /// This message's position, for `after` arguments (e.g. resuming
     /// `unreadMessages`).
     async fn cursor(&self) -> String {
-        crate::domain::pagination::encode_cursor(self.0.id)
+        crate::domain::pagination::encode_cursor(self.0.message.id)
     }
     async fn sent_at(&self) -> DateTime<Utc> {
-        self.0.sent_at
+        self.0.message.sent_at
     }
     /// The id of the task that stored this message, if it was sent through one.
     async fn task_id(&self) -> Option<ID> {
-        self.0.task_id.map(|id| ID(id.to_string()))
+        self.0.message.task_id.map(|id| ID(id.to_string()))
     }
     async fn room(&self, ctx: &Context<'_>) -> Result<Option<Room>> {
-        Ok(load(ctx, RoomById(self.0.room_id)).await?.map(Room))
+        Ok(load(ctx, RoomById(self.0.message.room_id))
+            .await?
+            .map(Room::of))
     }
     /// The sender; null once the sender's account is deleted.
     async fn sender(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        let Some(sender) = self.0.sender_id else {
+        let Some(sender) = self.0.message.sender_id else {
             return Ok(None);
         };
-        Ok(load(ctx, UserById(sender)).await?.map(User))
+        if let Some(name) = &self.0.sender {
+            return Ok(Some(User::with_name(sender, name)));
+        }
+        Ok(load(ctx, UserById(sender)).await?.map(User::public))
     }
     /// Who has seen this message, and when (first time), oldest first.
     async fn seen_by(&self, ctx: &Context<'_>) -> Result<Vec<SeenReceipt>> {
-        Ok(load(ctx, ReceiptsOf(self.0.id))
+        Ok(load(ctx, ReceiptsOf(self.0.message.id))
             .await?
             .unwrap_or_default()
             .into_iter()
@@ -61,14 +77,14 @@ impl Message {
     /// Has the viewer seen this message? True for the viewer's own messages.
     async fn seen_by_viewer(&self, ctx: &Context<'_>) -> Result<bool> {
         let viewer = ctx.viewer_id().await.extend()?;
-        if self.0.sender_id == Some(viewer) {
+        if self.0.message.sender_id == Some(viewer) {
             return Ok(true);
         }
         Ok(load(
             ctx,
             SeenBy {
                 viewer,
-                message: self.0.id,
+                message: self.0.message.id,
             },
         )
         .await?
@@ -86,7 +102,7 @@ impl SeenReceipt {
         self.0.seen_at
     }
     async fn user(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        Ok(load(ctx, UserById(self.0.user_id)).await?.map(User))
+        Ok(load(ctx, UserById(self.0.user_id)).await?.map(User::public))
     }
 }
 
@@ -122,7 +138,7 @@ impl MessageQuery {
         } else {
             0
         };
-        Ok(connection(page, total, |m| m.id, Message))
+        Ok(connection(page, total, |m| m.id, Message::of))
     }
 }
 
@@ -186,7 +202,7 @@ impl MessageMutation {
         let viewer = require_member(ctx, id).await?;
         let marked = messages::mark_seen(db, id, viewer, up_to).await.extend()?;
         Ok(MarkRoomSeenPayload {
-            room: Room(room),
+            room: Room::of(room),
             marked_count: marked.min(i32::MAX as u64) as i32,
         })
     }

@@ -31,6 +31,7 @@ use crate::{
     error::AppResult,
     events::EventBus,
     identity::{Identity, KnownUsers},
+    readmodel::RoomViews,
     sends::Sends,
 };
 
@@ -156,16 +157,23 @@ pub struct Executed {
 pub struct Gateway {
     pub schema: ChatSchema,
     db: DatabaseConnection,
+    views: Arc<RoomViews>,
     limits: Arc<QueryLimits>,
     timeout: Duration,
     max_response_bytes: usize,
 }
 
 impl Gateway {
-    pub fn new(schema: ChatSchema, db: DatabaseConnection, config: &Config) -> Self {
+    pub fn new(
+        schema: ChatSchema,
+        db: DatabaseConnection,
+        views: Arc<RoomViews>,
+        config: &Config,
+    ) -> Self {
         Gateway {
             schema,
             db,
+            views,
             limits: Arc::new(QueryLimits::from_config(config)),
             timeout: config.graphql_timeout(),
             max_response_bytes: config.graphql_max_response_bytes,
@@ -207,7 +215,7 @@ impl Gateway {
                 };
             }
         };
-        let (loaders, rounds) = loaders::per_request(self.db.clone());
+        let (loaders, rounds) = loaders::per_request(self.db.clone(), self.views.clone());
         let request = request
             .data(Viewer::new(identity))
             .data(loaders)
@@ -241,7 +249,7 @@ impl Gateway {
                 return futures::stream::once(async move { response }).boxed();
             }
         };
-        let (loaders, rounds) = loaders::per_request(self.db.clone());
+        let (loaders, rounds) = loaders::per_request(self.db.clone(), self.views.clone());
         let request = request
             .data(Viewer::new(identity))
             .data(loaders)

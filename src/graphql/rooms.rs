@@ -17,13 +17,21 @@ use super::{
     load,
     loaders::{
         HistoryOf, MemberOf, MembersOf, MessageCountOf, MessagesOf, RoomById, UnreadIn, UserById,
+        ViewOf,
     },
     messages::Message,
     users::{User, parse_id},
 };
+use std::sync::Arc;
+
 use crate::{
-    domain::rooms::{self, RoomScope},
+    domain::{
+        pagination::{Page, page_in_memory},
+        rooms::{self, RoomScope},
+        views::RoomView,
+    },
     error::{AppError, AppResult},
+    readmodel::Entry,
 };
 
 /// Is the viewer a current member of the room?
@@ -37,7 +45,7 @@ pub(crate) async fn require_member(ctx: &Context<'_>, room: i64) -> Result<i64> 
     if viewer_is_member(ctx, viewer, room).await? {
         Ok(viewer)
     } else {
-        Err(AppError::Forbidden("You are not a member of this room".to_owned()).extend())
+        Err(not_a_member())
     }
 }
 
@@ -53,9 +61,40 @@ pub(crate) async fn can_see(ctx: &Context<'_>, room: &room::Model) -> Result<boo
     }
 }
 
-/// A chat room: a named group room, or the direct room of two users.
-#[derive(Clone, Debug)]
-pub struct Room(pub room::Model);
+/// A chat room: a named group room, or the direct room of two users;
+/// with its view when the read model had it at hand (one room asked for by
+/// id), so members and recent messages need no further reads.
+#[derive(Clone)]
+pub struct Room(pub room::Model, pub Option<Arc<Entry>>);
+
+impl Room {
+    pub fn of(room: room::Model) -> Self {
+        Room(room, None)
+    }
+
+    fn view(&self) -> Option<&RoomView> {
+        self.1.as_ref().map(|entry| &entry.view)
+    }
+
+    /// The viewer's id, if they are a current member; else an error.
+    async fn require_member(&self, ctx: &Context<'_>) -> Result<i64> {
+        match self.view() {
+            Some(view) => {
+                let viewer = ctx.viewer_id().await.extend()?;
+                if view.is_member(viewer) {
+                    Ok(viewer)
+                } else {
+                    Err(not_a_member())
+                }
+            }
+            None => require_member(ctx, self.0.id).await,
+        }
+    }
+}
+
+fn not_a_member() -> async_graphql::Error {
+    AppError::Forbidden("You are not a member of this room".to_owned()).extend()
+}
 
 #[Object]
 impl Room {
@@ -75,22 +114,26 @@ impl Room {
 
     /// Is the viewer a current member? False for anonymous requests.
     async fn viewer_is_member(&self, ctx: &Context<'_>) -> Result<bool> {
-        match ctx.optional_viewer_id().await.extend()? {
-            Some(viewer) => viewer_is_member(ctx, viewer, self.0.id).await,
-            None => Ok(false),
+        match (ctx.optional_viewer_id().await.extend()?, self.view()) {
+            (Some(viewer), Some(view)) => Ok(view.is_member(viewer)),
+            (Some(viewer), None) => viewer_is_member(ctx, viewer, self.0.id).await,
+            (None, _) => Ok(false),
         }
     }
 
     /// Current members, ordered by user id. Members only.
     async fn members(&self, ctx: &Context<'_>) -> Result<Vec<User>> {
-        require_member(ctx, self.0.id).await?;
+        self.require_member(ctx).await?;
+        if let Some(view) = self.view() {
+            return Ok(view.members.iter().map(User::named).collect());
+        }
         let members = load(ctx, MembersOf(self.0.id)).await?.unwrap_or_default();
-        Ok(members.into_iter().map(User).collect())
+        Ok(members.iter().map(User::named).collect())
     }
 
     /// Every membership, past and current, oldest first. Members only.
     async fn memberships(&self, ctx: &Context<'_>) -> Result<Vec<Membership>> {
-        require_member(ctx, self.0.id).await?;
+        self.require_member(ctx).await?;
         let history = load(ctx, HistoryOf(self.0.id)).await?.unwrap_or_default();
         Ok(history.into_iter().map(Membership).collect())
     }
@@ -105,26 +148,34 @@ impl Room {
         last: Option<i32>,
         before: Option<String>,
     ) -> Result<Connection<String, Message, TotalCount>> {
-        require_member(ctx, self.0.id).await?;
+        self.require_member(ctx).await?;
         let request = page_request(ctx, first, after, last, before).extend()?;
-        let page = load(ctx, MessagesOf(self.0.id, request))
-            .await?
-            .unwrap_or_else(|| crate::domain::pagination::Page {
-                items: Vec::new(),
-                has_previous_page: false,
-                has_next_page: false,
-            });
-        let total = if wants_total(ctx) {
-            load(ctx, MessageCountOf(self.0.id)).await?.unwrap_or(0)
-        } else {
-            0
+        let recent = self.view().and_then(|view| view.recent.as_ref());
+        let from_view = recent.and_then(|recent| {
+            page_in_memory(&recent.messages, |m| m.message.id, recent.complete, request)
+        });
+        let page = match from_view {
+            Some(page) => page.map(Message),
+            None => load(ctx, MessagesOf(self.0.id, request))
+                .await?
+                .map(|page| page.map(Message::of))
+                .unwrap_or_else(|| Page {
+                    items: Vec::new(),
+                    has_previous_page: false,
+                    has_next_page: false,
+                }),
         };
-        Ok(connection(page, total, |m| m.id, Message))
+        let total = match recent {
+            _ if !wants_total(ctx) => 0,
+            Some(recent) if recent.complete => recent.messages.len() as u64,
+            _ => load(ctx, MessageCountOf(self.0.id)).await?.unwrap_or(0),
+        };
+        Ok(connection(page, total, |m| m.0.message.id, |m| m))
     }
 
     /// How many messages in this room the viewer has not seen. Members only.
     async fn unread_count(&self, ctx: &Context<'_>) -> Result<i32> {
-        let viewer = require_member(ctx, self.0.id).await?;
+        let viewer = self.require_member(ctx).await?;
         let count = load(
             ctx,
             UnreadIn {
@@ -158,10 +209,10 @@ impl Membership {
         self.0.left_at.is_none()
     }
     async fn user(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        Ok(load(ctx, UserById(self.0.user_id)).await?.map(User))
+        Ok(load(ctx, UserById(self.0.user_id)).await?.map(User::public))
     }
     async fn room(&self, ctx: &Context<'_>) -> Result<Option<Room>> {
-        Ok(load(ctx, RoomById(self.0.room_id)).await?.map(Room))
+        Ok(load(ctx, RoomById(self.0.room_id)).await?.map(Room::of))
     }
 }
 
@@ -183,12 +234,6 @@ pub struct LeaveRoomPayload {
     pub room_deleted: bool,
 }
 
-async fn room_by_id(ctx: &Context<'_>, id: i64) -> Result<room::Model> {
-    load(ctx, RoomById(id))
-        .await?
-        .ok_or_else(|| AppError::NotFound("room").extend())
-}
-
 #[derive(Default)]
 pub struct RoomQuery;
 
@@ -197,9 +242,16 @@ impl RoomQuery {
     /// One room by id: any group room, or a direct room of the viewer.
     async fn room(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Room>> {
         let id = parse_id("id", &id).extend()?;
-        let room = room_by_id(ctx, id).await?;
-        if can_see(ctx, &room).await? {
-            Ok(Some(Room(room)))
+        let entry = load(ctx, ViewOf(id))
+            .await?
+            .ok_or_else(|| AppError::NotFound("room").extend())?;
+        let visible = match ctx.optional_viewer_id().await.extend()? {
+            _ if !entry.view.room.is_direct => true,
+            Some(viewer) => entry.view.is_member(viewer),
+            None => false,
+        };
+        if visible {
+            Ok(Some(Room(entry.view.room.clone(), Some(entry))))
         } else {
             Err(AppError::Forbidden("This direct room is not yours".to_owned()).extend())
         }
@@ -228,7 +280,7 @@ impl RoomQuery {
         } else {
             0
         };
-        Ok(connection(page, total, |r| r.id, Room))
+        Ok(connection(page, total, |r| r.id, Room::of))
     }
 
     /// The viewer's direct room with another user; null until one of them
@@ -243,7 +295,7 @@ impl RoomQuery {
         Ok(rooms::direct_room(db, viewer, other)
             .await
             .extend()?
-            .map(Room))
+            .map(Room::of))
     }
 }
 
@@ -274,7 +326,7 @@ impl RoomMutation {
         )
         .await
         .extend()?;
-        Ok(Room(room))
+        Ok(Room::of(room))
     }
 
     /// Join a group room. Direct rooms cannot be joined.
@@ -284,7 +336,7 @@ impl RoomMutation {
         rooms::join(ctx.db(), ctx.events().as_ref(), id, viewer)
             .await
             .extend()?;
-        Ok(Room(rooms::get(ctx.db(), id).await.extend()?))
+        Ok(Room::of(rooms::get(ctx.db(), id).await.extend()?))
     }
 
     /// Leave a room. When the last member leaves, the room is deleted.

@@ -154,11 +154,11 @@ impl UnreadStream {
     async fn next(mut self) -> Option<(Message, Self)> {
         loop {
             if let Some(message) = self.pending.pop_front() {
-                return Some((Message(message), self));
+                return Some((Message::of(message), self));
             }
             let recheck = self.behind
                 || match next_wake(&mut self.events, &mut self.ticker).await {
-                    Wake::Event(Event::MessageStored { message }) => {
+                    Wake::Event(Event::MessageStored { message, .. }) => {
                         let state = &mut self.state;
                         if message.sender_id != Some(state.viewer)
                             && state.rooms.contains(&message.room_id)
@@ -253,11 +253,11 @@ impl RoomStream {
     async fn next(mut self) -> Option<(Message, Self)> {
         loop {
             if let Some(message) = self.pending.pop_front() {
-                return Some((Message(message), self));
+                return Some((Message::of(message), self));
             }
             let recheck = self.resume.is_some()
                 || match next_wake(&mut self.events, &mut self.ticker).await {
-                    Wake::Event(Event::MessageStored { message })
+                    Wake::Event(Event::MessageStored { message, .. })
                         if message.room_id == self.room =>
                     {
                         self.take(message.into(), true);

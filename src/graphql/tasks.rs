@@ -77,7 +77,7 @@ impl Task {
         let Some(id) = tasks::result_message_id(&self.0) else {
             return Ok(None);
         };
-        Ok(load(ctx, MessageById(id)).await?.map(Message))
+        Ok(load(ctx, MessageById(id)).await?.map(Message::of))
     }
     async fn error(&self) -> Option<TaskError> {
         tasks::failure(&self.0).map(|(kind, message)| TaskError { kind, message })

@@ -2,8 +2,8 @@
 //! mutations. Resolvers only translate; the rules are in `domain::users`.
 
 use async_graphql::{
-    Context, Enum, ID, InputObject, MaybeUndefined, Object, Result, ResultExt, SimpleObject,
-    connection::Connection,
+    Context, Enum, ErrorExtensions, ID, InputObject, MaybeUndefined, Object, Result, ResultExt,
+    SimpleObject, connection::Connection,
 };
 use chrono::{DateTime, Utc};
 use entity::profile::Status;
@@ -12,12 +12,18 @@ use super::{
     ContextExt, TotalCount,
     connection::{connection, page_cost, page_request, wants_total},
     load, load_error,
-    loaders::{MembershipsOfUser, RoomById},
+    loaders::{MembershipsOfUser, ProfileOf, RoomById, UserById},
     rooms::{Room, can_see},
 };
+use std::sync::Arc;
+
 use crate::{
-    domain::users::{
-        self, ProfileInput, UserFilter as DomainFilter, UserInput, UserRecord, WriteMode,
+    domain::{
+        users::{
+            self, ProfileInput, PublicUser, UserFilter as DomainFilter, UserInput, UserRecord,
+            WriteMode,
+        },
+        views::Named,
     },
     error::{AppError, AppResult},
 };
@@ -66,47 +72,101 @@ pub struct Profile {
     pub status_msg: Option<String>,
 }
 
-/// A user account.
+/// A user account. Resolvers read what the query selects: a user named by
+/// a room is only an id and a username until another field is asked for.
 #[derive(Clone, Debug)]
-pub struct User(pub UserRecord);
+pub struct User {
+    id: i64,
+    data: UserData,
+}
+
+#[derive(Clone, Debug)]
+enum UserData {
+    Named(String),
+    Public(Arc<PublicUser>),
+    Record(Arc<UserRecord>),
+}
+
+impl User {
+    pub fn named(named: &Named) -> Self {
+        User::with_name(named.id, &named.username)
+    }
+
+    pub fn with_name(id: i64, username: &str) -> Self {
+        User {
+            id,
+            data: UserData::Named(username.to_owned()),
+        }
+    }
+
+    pub fn public(user: PublicUser) -> Self {
+        User {
+            id: user.id,
+            data: UserData::Public(Arc::new(user)),
+        }
+    }
+
+    pub fn record(record: UserRecord) -> Self {
+        User {
+            id: record.user.id,
+            data: UserData::Record(Arc::new(record)),
+        }
+    }
+
+    /// The public columns, loaded (batched) if this user was only named.
+    async fn columns(&self, ctx: &Context<'_>) -> Result<Arc<PublicUser>> {
+        match &self.data {
+            UserData::Public(user) => Ok(user.clone()),
+            UserData::Record(record) => Ok(Arc::new(PublicUser::from(&record.user))),
+            UserData::Named(_) => load(ctx, UserById(self.id))
+                .await?
+                .map(Arc::new)
+                .ok_or_else(|| AppError::NotFound("user").extend()),
+        }
+    }
+}
 
 #[Object]
 impl User {
     async fn id(&self) -> ID {
-        ID(self.0.user.id.to_string())
+        ID(self.id.to_string())
     }
     async fn username(&self) -> &str {
-        &self.0.user.username
+        match &self.data {
+            UserData::Named(name) => name,
+            UserData::Public(user) => &user.username,
+            UserData::Record(record) => &record.user.username,
+        }
     }
-    async fn first_name(&self) -> &str {
-        &self.0.user.first_name
+    async fn first_name(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.columns(ctx).await?.first_name.clone())
     }
-    async fn last_name(&self) -> &str {
-        &self.0.user.last_name
+    async fn last_name(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.columns(ctx).await?.last_name.clone())
     }
-    async fn email(&self) -> &str {
-        &self.0.user.email
+    async fn email(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.columns(ctx).await?.email.clone())
     }
-    async fn is_active(&self) -> bool {
-        self.0.user.is_active
+    async fn is_active(&self, ctx: &Context<'_>) -> Result<bool> {
+        Ok(self.columns(ctx).await?.is_active)
     }
-    async fn is_staff(&self) -> bool {
-        self.0.user.is_staff
+    async fn is_staff(&self, ctx: &Context<'_>) -> Result<bool> {
+        Ok(self.columns(ctx).await?.is_staff)
     }
-    async fn is_superuser(&self) -> bool {
-        self.0.user.is_superuser
+    async fn is_superuser(&self, ctx: &Context<'_>) -> Result<bool> {
+        Ok(self.columns(ctx).await?.is_superuser)
     }
     /// When the user last signed in; null if never.
-    async fn last_login(&self) -> Option<DateTime<Utc>> {
-        self.0.user.last_login
+    async fn last_login(&self, ctx: &Context<'_>) -> Result<Option<DateTime<Utc>>> {
+        Ok(self.columns(ctx).await?.last_login)
     }
-    async fn date_joined(&self) -> DateTime<Utc> {
-        self.0.user.date_joined
+    async fn date_joined(&self, ctx: &Context<'_>) -> Result<DateTime<Utc>> {
+        Ok(self.columns(ctx).await?.date_joined)
     }
     /// Rooms the user is currently in: every group room, plus the direct
     /// rooms the viewer shares with them (all of them for the viewer).
     async fn rooms(&self, ctx: &Context<'_>) -> Result<Vec<Room>> {
-        let memberships = load(ctx, MembershipsOfUser(self.0.user.id))
+        let memberships = load(ctx, MembershipsOfUser(self.id))
             .await?
             .unwrap_or_default();
         let ids: Vec<RoomById> = memberships.iter().map(|m| RoomById(m.room_id)).collect();
@@ -116,19 +176,28 @@ impl User {
             if let Some(room) = rooms.get(&RoomById(membership.room_id))
                 && can_see(ctx, room).await?
             {
-                visible.push(Room(room.clone()));
+                visible.push(Room::of(room.clone()));
             }
         }
         Ok(visible)
     }
 
-    async fn profile(&self) -> Profile {
-        let profile = &self.0.profile;
-        Profile {
+    async fn profile(&self, ctx: &Context<'_>) -> Result<Profile> {
+        let loaded;
+        let profile = match &self.data {
+            UserData::Record(record) => &record.profile,
+            _ => {
+                loaded = load(ctx, ProfileOf(self.id))
+                    .await?
+                    .ok_or_else(|| AppError::NotFound("user").extend())?;
+                &loaded
+            }
+        };
+        Ok(Profile {
             id: ID(profile.id.to_string()),
             status: profile.status.into(),
             status_msg: profile.status_msg.clone(),
-        }
+        })
     }
 }
 
@@ -202,6 +271,13 @@ pub struct UpdateUserInput {
     pub profile: Option<ProfileFields>,
 }
 
+async fn user_by_id(ctx: &Context<'_>, id: i64) -> Result<User> {
+    load(ctx, UserById(id))
+        .await?
+        .map(User::public)
+        .ok_or_else(|| AppError::NotFound("user").extend())
+}
+
 #[derive(Default)]
 pub struct UserQuery;
 
@@ -210,13 +286,13 @@ impl UserQuery {
     /// The signed-in user.
     async fn viewer(&self, ctx: &Context<'_>) -> Result<User> {
         let id = ctx.viewer_id().await.extend()?;
-        Ok(User(users::get(ctx.db(), id).await.extend()?))
+        user_by_id(ctx, id).await
     }
 
     /// One user by id.
     async fn user(&self, ctx: &Context<'_>, id: ID) -> Result<Option<User>> {
         let id = parse_id("id", &id).extend()?;
-        Ok(Some(User(users::get(ctx.db(), id).await.extend()?)))
+        user_by_id(ctx, id).await.map(Some)
     }
 
     /// Users ordered by id, optionally filtered.
@@ -233,13 +309,13 @@ impl UserQuery {
         let request = page_request(ctx, first, after, last, before).extend()?;
         let filter = filter.unwrap_or_default().into_domain().extend()?;
         let db = ctx.db();
-        let page = users::page(db, &filter, request).await.extend()?;
+        let page = users::public_page(db, &filter, request).await.extend()?;
         let total = if wants_total(ctx) {
             users::count(db, &filter).await.extend()?
         } else {
             0
         };
-        Ok(connection(page, total, |r| r.user.id, User))
+        Ok(connection(page, total, |u| u.id, User::public))
     }
 }
 
@@ -270,7 +346,7 @@ impl UserMutation {
             email: input.email,
             profile: input.profile.map(Into::into),
         };
-        Ok(User(ctx.accounts().create(input).await.extend()?))
+        Ok(User::record(ctx.accounts().create(input).await.extend()?))
     }
 
     /// Change the viewer's own account; only the given fields change.
@@ -285,7 +361,7 @@ impl UserMutation {
             email: input.email,
             profile: input.profile.map(Into::into),
         };
-        Ok(User(
+        Ok(User::record(
             ctx.accounts()
                 .update(id, input, WriteMode::Patch)
                 .await

@@ -5,7 +5,11 @@
 //! text) end the task in FAILURE and are not retried; infrastructure failures
 //! (database down) ask for a retry, until the attempts run out.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use entity::{message, task::TaskState};
 use sea_orm::DatabaseConnection;
@@ -27,6 +31,7 @@ use crate::{
     },
     error::{AppError, AppResult},
     events::{Event, EventBus, StoredMessage},
+    versions::Key,
 };
 
 /// What running a job came to.
@@ -159,6 +164,8 @@ async fn run_batch(ctx: &JobContext, jobs: &[(Envelope, bool)]) -> Vec<Outcome> 
         }
     }
 
+    let versions = bump_rooms(ctx, &results).await;
+
     // Record successes in one statement; failures and retries one by one
     // (they are rare).
     let successes: Vec<(Uuid, serde_json::Value)> = jobs
@@ -201,6 +208,7 @@ async fn run_batch(ctx: &JobContext, jobs: &[(Envelope, bool)]) -> Vec<Outcome> 
                 _ => {
                     if let Some(message) = stored {
                         ctx.events.publish(Event::MessageStored {
+                            room_version: versions.get(&message.id).copied().unwrap_or(0),
                             message: StoredMessage::from(&message),
                         });
                     }
@@ -221,6 +229,37 @@ async fn run_batch(ctx: &JobContext, jobs: &[(Envelope, bool)]) -> Vec<Outcome> 
 }
 
 /// End a task in FAILURE.
+/// Stored messages change their rooms: bump each room's version by its
+/// messages before any of their tasks reads SUCCESS, so a read that starts
+/// after that sees them. Each message's room version, by message id (0 where
+/// it is not known), for readers that follow the events.
+async fn bump_rooms(
+    ctx: &JobContext,
+    results: &[Option<AppResult<Option<message::Model>>>],
+) -> HashMap<i64, u64> {
+    let mut by_room: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for message in results.iter().flatten().flatten().flatten() {
+        by_room.entry(message.room_id).or_default().push(message.id);
+    }
+    if by_room.is_empty() {
+        return HashMap::new();
+    }
+    let changes: Vec<(Key, u64)> = by_room
+        .iter()
+        .map(|(room, ids)| (Key::Room(*room), ids.len() as u64))
+        .collect();
+    let bumped = ctx.events.versions().bump(&changes).await;
+    let mut versions = HashMap::new();
+    for ((_, mut ids), last) in by_room.into_iter().zip(bumped) {
+        ids.sort_unstable();
+        let first = (last + 1).saturating_sub(ids.len() as u64);
+        for (n, id) in ids.into_iter().enumerate() {
+            versions.insert(id, if last == 0 { 0 } else { first + n as u64 });
+        }
+    }
+    versions
+}
+
 async fn fail(ctx: &JobContext, task_id: Uuid, error: AppError) -> Outcome {
     let kind = tasks::failure_kind(&error);
     let message = match &error {

@@ -20,8 +20,10 @@ use super::{
         ChatErrorEnvelope, RoomHistoryEnvelope, SendRequest, TaskIdEnvelope, TaskStateAnswer,
         UnseenEnvelope,
     },
-    reply::{ChatError, chat_ok, json_value},
-    shapes::{RoomWithMessages, room_messages, rooms_with_members, task_message},
+    reply::{ChatError, chat_ok, chat_ok_bytes, json_bytes, json_value},
+    shapes::{
+        RoomWithMessages, history_from_view, room_messages, rooms_with_members, task_message,
+    },
 };
 use crate::{
     app::AppState,
@@ -286,33 +288,79 @@ pub async fn room_history(
     let result = async {
         let room_id = target_id(&room, "Room")?;
         let user = user_id_param(&state, &headers, uri.query()).await?;
-        let room = rooms::require_member(&state.db, room_id, user)
-            .await
-            .map_err(hidden_room)?;
-        let history = messages::list_room(&state.db, room_id).await?;
-        // Only queue the mark-seen when there is something to mark: a
-        // re-read costs one count, not a task.
-        let unseen = messages::unread_counts(&state.db, user, &[room_id])
-            .await?
-            .get(&room_id)
-            .copied()
-            .unwrap_or(0);
-        let last = history.last().map(|m| m.id).filter(|_| unseen > 0);
-        let room = rooms_with_members(&state.db, &[room])
-            .await?
-            .pop()
-            .expect("one room in, one room out");
-        let data = RoomWithMessages {
-            room,
-            messages: room_messages(&state.db, history).await?,
+        let (mut views, seen) = state.views.get(&[room_id], true).await?;
+        let entry = views
+            .remove(&room_id)
+            .filter(|entry| entry.view.is_member(user))
+            .ok_or_else(|| ChatError::not_found("Room not found"))?;
+        let recent = entry.view.recent.as_ref();
+        let Some(recent) = recent.filter(|r| r.complete) else {
+            // Longer than the read model keeps: from the database.
+            return full_history(&state, room_id, user).await;
         };
-        if let Some(last) = last {
-            mark_seen_later(&state, user, room_id, last);
+        let body = match seen.memberships.and_then(|at| entry.rendered(at)) {
+            Some(body) => body,
+            None => {
+                let body = chat_ok_bytes(history_from_view(&state.db, &entry.view).await?)?;
+                if let Some(at) = seen.memberships {
+                    entry.keep_rendered(at, body.clone());
+                }
+                body
+            }
+        };
+        if let Some(last) = recent.messages.last() {
+            mark_seen_if_unseen(&state, user, room_id, last.message.id).await?;
         }
-        Ok::<_, ChatError>(chat_ok(data))
+        Ok::<_, ChatError>(json_bytes(StatusCode::OK, body))
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Queue the mark-seen when `user` has unseen messages in the room: a
+/// re-read of a room already marked up to its newest message costs nothing.
+async fn mark_seen_if_unseen(
+    state: &AppState,
+    user: i64,
+    room: i64,
+    last: i64,
+) -> Result<(), ChatError> {
+    if state.views.marked_up_to(user, room) == Some(last) {
+        return Ok(());
+    }
+    let unseen = messages::unread_counts(&state.db, user, &[room])
+        .await?
+        .get(&room)
+        .copied()
+        .unwrap_or(0);
+    if unseen > 0 {
+        mark_seen_later(state, user, room, last);
+    }
+    state.views.note_marked(user, room, last);
+    Ok(())
+}
+
+/// The room history from the database, for rooms longer than the read
+/// model's window.
+async fn full_history(state: &AppState, room_id: i64, user: i64) -> Result<Response, ChatError> {
+    let room = rooms::require_member(&state.db, room_id, user)
+        .await
+        .map_err(hidden_room)?;
+    let history = messages::list_room(&state.db, room_id).await?;
+    let last = history.last().map(|m| m.id);
+    let room = rooms_with_members(&state.db, &[room])
+        .await?
+        .pop()
+        .expect("one room in, one room out");
+    let data = RoomWithMessages {
+        room,
+        messages: room_messages(&state.db, history).await?,
+    };
+    let body = chat_ok_bytes(data)?;
+    if let Some(last) = last {
+        mark_seen_if_unseen(state, user, room_id, last).await?;
+    }
+    Ok(json_bytes(StatusCode::OK, body))
 }
 
 /// `GET /chat/messages/unseen/?user_id=N`: every room N is in, each with the

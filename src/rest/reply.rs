@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::error::{AppError, FieldErrors};
+use crate::error::{AppError, AppResult, FieldErrors};
 
 /// `2026-11-29T10:00:00.123456Z`.
 pub fn iso(at: DateTime<Utc>) -> String {
@@ -34,12 +34,31 @@ pub fn json_value(status: StatusCode, value: &impl Serialize) -> Response {
     }
 }
 
+#[derive(Serialize)]
+struct ChatOkEnvelope<T> {
+    status: u16,
+    message: &'static str,
+    data: T,
+}
+
 /// A `/chat/...` success: `{"status": 200, "message": "HTTP_200_OK", "data": ...}`.
 pub fn chat_ok(data: impl Serialize) -> Response {
-    json_value(
-        StatusCode::OK,
-        &json!({"status": 200, "message": "HTTP_200_OK", "data": data}),
-    )
+    match chat_ok_bytes(data) {
+        Ok(bytes) => json_bytes(StatusCode::OK, bytes),
+        Err(e) => ChatError::from(e).into_response(),
+    }
+}
+
+/// The body of [`chat_ok`], to keep.
+pub fn chat_ok_bytes(data: impl Serialize) -> AppResult<Bytes> {
+    let envelope = ChatOkEnvelope {
+        status: 200,
+        message: "HTTP_200_OK",
+        data,
+    };
+    Ok(Bytes::from(
+        serde_json::to_vec(&envelope).map_err(AppError::internal)?,
+    ))
 }
 
 /// A `/chat/...` error: `{"status": <code>, "msg": "<reason>"}`.

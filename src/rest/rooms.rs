@@ -15,7 +15,7 @@ use super::{
         ChatErrorEnvelope, ChatOk, CreateRoomForm, CreateRoomRequest, RoomEnvelope,
         RoomListEnvelope, RoomOrSummaryEnvelope,
     },
-    reply::{ChatError, chat_ok, json_value},
+    reply::{ChatError, chat_ok, chat_ok_bytes, json_bytes, json_value},
     shapes::{RoomSummary, rooms_with_members},
 };
 use crate::{app::AppState, domain::rooms};
@@ -57,8 +57,14 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
             return Ok(chat_ok(data));
         }
         let user = user_id_param(&state, &headers, uri.query()).await?;
-        let list = rooms::list_for_user(&state.db, user).await?;
-        Ok::<_, ChatError>(chat_ok(rooms_with_members(&state.db, &list).await?))
+        let body = state
+            .room_lists
+            .get_or_load(user, async {
+                let list = rooms::list_for_user(&state.db, user).await?;
+                chat_ok_bytes(rooms_with_members(&state.db, &list).await?)
+            })
+            .await?;
+        Ok::<_, ChatError>(json_bytes(StatusCode::OK, body))
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)

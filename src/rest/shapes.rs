@@ -13,6 +13,7 @@ use crate::{
     domain::{
         rooms,
         users::{self, UserRecord},
+        views::RoomView,
     },
     error::AppResult,
 };
@@ -170,7 +171,18 @@ pub async fn senders(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let names = users::usernames(db, &ids).await?;
+    named_senders(db, users::usernames(db, &ids).await?).await
+}
+
+/// Senders known by name, with their current memberships: one statement.
+pub async fn named_senders(
+    db: &impl ConnectionTrait,
+    names: HashMap<i64, String>,
+) -> AppResult<HashMap<i64, Sender>> {
+    if names.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<i64> = names.keys().copied().collect();
     let mut memberships = rooms::current_memberships_of_users(db, &ids).await?;
     Ok(names
         .into_iter()
@@ -198,6 +210,47 @@ pub async fn senders(
             )
         })
         .collect())
+}
+
+/// A room's whole history from its view (which must hold every message):
+/// the statement for the senders' memberships only.
+pub async fn history_from_view(
+    db: &impl ConnectionTrait,
+    view: &RoomView,
+) -> AppResult<RoomWithMessages> {
+    let messages = view
+        .recent
+        .as_ref()
+        .map(|r| r.messages.as_slice())
+        .unwrap_or_default();
+    let names: HashMap<i64, String> = messages
+        .iter()
+        .filter_map(|m| Some((m.message.sender_id?, m.sender.clone()?)))
+        .collect();
+    let senders = named_senders(db, names).await?;
+    Ok(RoomWithMessages {
+        room: LegacyRoom {
+            id: view.room.id,
+            room_name: view.room.name.clone(),
+            room_member: view
+                .members
+                .iter()
+                .map(|m| Username {
+                    username: m.username.clone(),
+                })
+                .collect(),
+        },
+        messages: messages
+            .iter()
+            .map(|m| RoomMessage {
+                id: m.message.id,
+                text: m.message.text.clone(),
+                sent_at: iso(m.message.sent_at),
+                room: m.message.room_id,
+                msg_from: m.message.sender_id.and_then(|s| senders.get(&s).cloned()),
+            })
+            .collect(),
+    })
 }
 
 /// A message as listed in a room.

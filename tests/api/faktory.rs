@@ -343,8 +343,8 @@ async fn a_wrong_password_is_a_clear_start_up_error(backend: Backend) {
     .unwrap();
     let (db, _) = chat_gateway::db::connect(&config).await.unwrap();
     let ctx = JobContext {
+        events: chat_gateway::app::event_bus(&config, None, &db),
         db,
-        events: chat_gateway::app::event_bus(&config, None),
     };
     let (_stop, stopping) = watch::channel(false);
     let result = run_worker(faktory, ctx, 1, stopping, Duration::from_secs(1)).await;

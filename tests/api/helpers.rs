@@ -197,11 +197,18 @@ impl TestApp {
 
     /// Store a message the way a send job does; returns its id.
     pub async fn store_message(&self, room: i64, sender: i64, text: &str) -> i64 {
-        chat_gateway::domain::messages::store(&self.db, room, Some(sender), text, None)
-            .await
-            .expect("message stored")
-            .0
-            .id
+        chat_gateway::domain::messages::store(
+            &self.db,
+            self.events.as_ref(),
+            room,
+            Some(sender),
+            text,
+            None,
+        )
+        .await
+        .expect("message stored")
+        .0
+        .id
     }
 
     /// The direct room of two users, created if needed; returns its id.

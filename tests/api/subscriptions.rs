@@ -550,9 +550,10 @@ async fn a_separate_worker_publishes_through_redis() {
     // The worker process: its own connections, its own bus.
     let config = app.config.clone();
     let redis = chat_gateway::app::connect_redis(&config).await.unwrap();
+    let db = chat_gateway::db::connect(&config).await.unwrap().0;
     let ctx = JobContext {
-        db: chat_gateway::db::connect(&config).await.unwrap().0,
-        events: chat_gateway::app::event_bus(&config, redis.as_ref()),
+        events: chat_gateway::app::event_bus(&config, redis.as_ref(), &db),
+        db,
     };
     let faktory =
         FaktoryConfig::from_url(&server.url(), "chat", Duration::from_secs(5), 3).unwrap();

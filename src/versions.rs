@@ -1,0 +1,394 @@
+//! Versions of cached data: one counter per data set, bumped by every write
+//! to it, so every cache on every instance knows when its copy is stale.
+//!
+//! A cache remembers the versions its copy was built at and serves it only
+//! while they are current. Writers bump after the write commits and before
+//! it answers (or before its task is marked done), so a read that starts
+//! after a write has completed never sees an older version.
+//!
+//! Where the counters live decides who sees them:
+//! - **Redis** (scaled out): a bump is one `INCRBY` per counter in one
+//!   script; a reader asks for its counters with one `MGET`. (Versions
+//!   heard over pub/sub would save that round trip, but a subscriber may
+//!   read a publish after the writer has answered, so a client could read
+//!   its own write stale on another instance.) A bump that fails is owed: it
+//!   is retried until it lands, and until then this instance serves nothing
+//!   it touches from a cache. A counter lost with a Redis restart starts
+//!   again from a random base, so it never repeats a version cached before.
+//! - **The database** (several instances, no Redis): a counter row per data
+//!   set; a reader reads its rows in one statement.
+//! - **This process** (tests, tools).
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use redis::aio::ConnectionManager;
+use sea_orm::{DatabaseConnection, FromQueryResult, Statement};
+
+/// One versioned data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key {
+    /// Every user and profile field (the user lists).
+    Users,
+    /// Usernames and the set of users (renames, deletions).
+    Names,
+    /// Every membership of every room.
+    Memberships,
+    /// One room: its name, members and messages.
+    Room(i64),
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Users => f.write_str("users"),
+            Key::Names => f.write_str("names"),
+            Key::Memberships => f.write_str("memberships"),
+            Key::Room(id) => write!(f, "room:{id}"),
+        }
+    }
+}
+
+impl Key {
+    fn parse(name: &str) -> Option<Key> {
+        match name {
+            "users" => Some(Key::Users),
+            "names" => Some(Key::Names),
+            "memberships" => Some(Key::Memberships),
+            other => other.strip_prefix("room:")?.parse().ok().map(Key::Room),
+        }
+    }
+}
+
+/// Longest wait for Redis before a read falls back to the database.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
+pub struct Versions {
+    store: Store,
+}
+
+enum Store {
+    Memory(Mutex<HashMap<Key, u64>>),
+    Database(DatabaseConnection),
+    Redis(Arc<RedisVersions>),
+}
+
+struct RedisVersions {
+    connection: ConnectionManager,
+    prefix: String,
+    /// Bumps that did not reach Redis yet, by key.
+    owed: Mutex<HashMap<Key, u64>>,
+    bump: redis::Script,
+}
+
+/// `KEYS`: the counters; `ARGV`: per key a random seed and an increment.
+/// Seeds missing counters, bumps them, returns the new versions.
+const BUMP_SCRIPT: &str = r"
+local out = {}
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[2 * i - 1], 'NX')
+  out[i] = redis.call('INCRBY', KEYS[i], ARGV[2 * i])
+end
+return out
+";
+
+#[derive(FromQueryResult)]
+struct Row {
+    name: String,
+    version: i64,
+}
+
+fn random_base() -> u64 {
+    u64::from(rand::random::<u32>()) << 16
+}
+
+impl Versions {
+    pub fn in_process() -> Arc<Self> {
+        Arc::new(Versions {
+            store: Store::Memory(Mutex::new(HashMap::new())),
+        })
+    }
+
+    pub fn database(db: DatabaseConnection) -> Arc<Self> {
+        Arc::new(Versions {
+            store: Store::Database(db),
+        })
+    }
+
+    pub fn redis(connection: ConnectionManager, prefix: &str) -> Arc<Self> {
+        Arc::new(Versions {
+            store: Store::Redis(Arc::new(RedisVersions {
+                connection,
+                prefix: format!("{prefix}v:"),
+                owed: Mutex::new(HashMap::new()),
+                bump: redis::Script::new(BUMP_SCRIPT),
+            })),
+        })
+    }
+
+    /// The current versions of `keys`, in order; `None` when they cannot be
+    /// known (Redis down, a bump of this instance still owed): then nothing
+    /// may be served from a cache.
+    pub async fn current(&self, keys: &[Key]) -> Option<Vec<u64>> {
+        match &self.store {
+            Store::Memory(map) => {
+                let map = map.lock().ok()?;
+                Some(
+                    keys.iter()
+                        .map(|k| map.get(k).copied().unwrap_or(0))
+                        .collect(),
+                )
+            }
+            Store::Database(db) => {
+                let names = keys
+                    .iter()
+                    .map(|k| format!("'{k}'"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                // Every name is built from constants and integers.
+                let sql =
+                    format!("SELECT name, version FROM cache_versions WHERE name IN ({names})");
+                let rows =
+                    Row::find_by_statement(Statement::from_string(db.get_database_backend(), sql))
+                        .all(db)
+                        .await;
+                match rows {
+                    Ok(rows) => {
+                        let found: HashMap<String, i64> =
+                            rows.into_iter().map(|r| (r.name, r.version)).collect();
+                        Some(
+                            keys.iter()
+                                .map(|k| found.get(&k.to_string()).copied().unwrap_or(0) as u64)
+                                .collect(),
+                        )
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cache versions unavailable");
+                        None
+                    }
+                }
+            }
+            Store::Redis(redis) => redis.current(keys).await,
+        }
+    }
+
+    /// Bump every key by its count, on every instance; the new versions in
+    /// order (0 where unknown). Never fails: a bump that cannot be recorded
+    /// now is retried, and caches are bypassed until it lands.
+    pub async fn bump(&self, changes: &[(Key, u64)]) -> Vec<u64> {
+        let mut changes: Vec<(Key, u64)> = changes.to_vec();
+        if changes.is_empty() {
+            return Vec::new();
+        }
+        // A fixed order: concurrent bumps of the same rows never deadlock.
+        let order: Vec<Key> = changes.iter().map(|c| c.0).collect();
+        changes.sort_unstable();
+        changes.dedup_by(|a, b| {
+            if a.0 == b.0 {
+                b.1 += a.1;
+                true
+            } else {
+                false
+            }
+        });
+        let bumped: HashMap<Key, u64> = match &self.store {
+            Store::Memory(map) => match map.lock() {
+                Ok(mut map) => changes
+                    .iter()
+                    .map(|(k, by)| {
+                        let v = map.entry(*k).or_insert(0);
+                        *v += by;
+                        (*k, *v)
+                    })
+                    .collect(),
+                Err(_) => HashMap::new(),
+            },
+            Store::Database(db) => bump_rows(db, &changes).await,
+            Store::Redis(redis) => redis.bump(&changes).await,
+        };
+        order
+            .iter()
+            .map(|k| bumped.get(k).copied().unwrap_or(0))
+            .collect()
+    }
+}
+
+async fn bump_rows(db: &DatabaseConnection, changes: &[(Key, u64)]) -> HashMap<Key, u64> {
+    let values = changes
+        .iter()
+        .map(|(k, by)| format!("('{k}', {by})"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let sql = format!(
+        "INSERT INTO cache_versions (name, version) VALUES {values} \
+         ON CONFLICT (name) DO UPDATE SET version = cache_versions.version + excluded.version \
+         RETURNING name, version"
+    );
+    let backend = db.get_database_backend();
+    for attempt in 0..5u32 {
+        match Row::find_by_statement(Statement::from_string(backend, sql.clone()))
+            .all(db)
+            .await
+        {
+            Ok(rows) => {
+                return rows
+                    .into_iter()
+                    .filter_map(|r| Some((Key::parse(&r.name)?, r.version as u64)))
+                    .collect();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, attempt, "could not bump cache versions");
+                tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+            }
+        }
+    }
+    HashMap::new()
+}
+
+impl RedisVersions {
+    fn name(&self, key: Key) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn owes_any(&self, keys: &[Key]) -> bool {
+        match self.owed.lock() {
+            Ok(owed) => !owed.is_empty() && keys.iter().any(|k| owed.contains_key(k)),
+            Err(_) => true,
+        }
+    }
+
+    async fn current(&self, keys: &[Key]) -> Option<Vec<u64>> {
+        if self.owes_any(keys) {
+            return None;
+        }
+        let names: Vec<String> = keys.iter().map(|k| self.name(*k)).collect();
+        let mut connection = self.connection.clone();
+        let asked = tokio::time::timeout(REDIS_TIMEOUT, async {
+            redis::cmd("MGET")
+                .arg(&names)
+                .query_async::<Vec<Option<u64>>>(&mut connection)
+                .await
+        })
+        .await;
+        match asked {
+            // A counter Redis does not have (never bumped, or lost in a
+            // restart) reads as 0; a bump seeds it with a random base.
+            Ok(Ok(values)) if values.len() == keys.len() => {
+                Some(values.into_iter().map(|v| v.unwrap_or(0)).collect())
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cache versions unavailable");
+                None
+            }
+            _ => None,
+        }
+    }
+
+    async fn bump(self: &Arc<Self>, changes: &[(Key, u64)]) -> HashMap<Key, u64> {
+        match self.try_bump(changes).await {
+            Ok(bumped) => bumped,
+            Err(reason) => {
+                tracing::error!(%reason, "could not bump cache versions; retrying in the background");
+                let first_owed = {
+                    let Ok(mut owed) = self.owed.lock() else {
+                        return HashMap::new();
+                    };
+                    let was_empty = owed.is_empty();
+                    for (key, by) in changes {
+                        *owed.entry(*key).or_insert(0) += by;
+                    }
+                    was_empty
+                };
+                if first_owed {
+                    tokio::spawn(pay_owed(self.clone()));
+                }
+                HashMap::new()
+            }
+        }
+    }
+
+    async fn try_bump(&self, changes: &[(Key, u64)]) -> Result<HashMap<Key, u64>, String> {
+        let mut invocation = self.bump.prepare_invoke();
+        for (key, _) in changes {
+            invocation.key(self.name(*key));
+        }
+        for (_, by) in changes {
+            invocation.arg(random_base()).arg(*by);
+        }
+        let mut connection = self.connection.clone();
+        let versions: Vec<u64> =
+            tokio::time::timeout(REDIS_TIMEOUT * 4, invocation.invoke_async(&mut connection))
+                .await
+                .map_err(|_| "timed out".to_owned())?
+                .map_err(|e| e.to_string())?;
+        Ok(changes.iter().map(|c| c.0).zip(versions).collect())
+    }
+}
+
+/// Retry owed bumps until Redis takes them.
+async fn pay_owed(versions: Arc<RedisVersions>) {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        tokio::time::sleep(pause).await;
+        let owed: Vec<(Key, u64)> = match versions.owed.lock() {
+            Ok(owed) => owed.iter().map(|(k, v)| (*k, *v)).collect(),
+            Err(_) => return,
+        };
+        if owed.is_empty() {
+            return;
+        }
+        if versions.try_bump(&owed).await.is_ok() {
+            if let Ok(mut map) = versions.owed.lock() {
+                for (key, by) in owed {
+                    if let Some(left) = map.get_mut(&key) {
+                        *left = left.saturating_sub(by);
+                        if *left == 0 {
+                            map.remove(&key);
+                        }
+                    }
+                }
+                if map.is_empty() {
+                    tracing::info!("owed cache version bumps recorded");
+                    return;
+                }
+            }
+            pause = Duration::from_millis(50);
+        } else {
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn in_process_versions_count_bumps() {
+        let versions = Versions::in_process();
+        assert_eq!(
+            versions.current(&[Key::Users, Key::Room(3)]).await,
+            Some(vec![0, 0])
+        );
+        let bumped = versions
+            .bump(&[(Key::Room(3), 2), (Key::Users, 1), (Key::Room(3), 1)])
+            .await;
+        assert_eq!(bumped, vec![3, 1, 3]);
+        assert_eq!(
+            versions.current(&[Key::Room(3), Key::Room(4)]).await,
+            Some(vec![3, 0])
+        );
+    }
+
+    #[test]
+    fn keys_read_back() {
+        for key in [Key::Users, Key::Names, Key::Memberships, Key::Room(42)] {
+            assert_eq!(Key::parse(&key.to_string()), Some(key));
+        }
+        assert_eq!(Key::parse("room:x"), None);
+    }
+}
