@@ -18,6 +18,7 @@ mod limits;
 mod messages;
 mod migrations;
 mod openapi;
+mod readmodel;
 mod redis_server;
 mod rooms;
 mod sdl;
