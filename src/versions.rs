@@ -28,6 +28,7 @@ use std::{
 
 use redis::aio::ConnectionManager;
 use sea_orm::{DatabaseConnection, FromQueryResult, Statement};
+use tokio::sync::{mpsc, oneshot};
 
 /// One versioned data set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -68,8 +69,19 @@ impl Key {
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 
 pub struct Versions {
-    store: Store,
+    store: Arc<Store>,
+    /// Reads of a shared store, batched (see [`answer`]).
+    asks: Option<mpsc::UnboundedSender<Ask>>,
 }
+
+/// One reader's question to the batcher.
+struct Ask {
+    keys: Vec<Key>,
+    reply: oneshot::Sender<Option<Arc<HashMap<Key, u64>>>>,
+}
+
+/// Most reads answered by one round trip.
+const BATCH_MAX: usize = 512;
 
 enum Store {
     Memory(Mutex<HashMap<Key, u64>>),
@@ -109,24 +121,31 @@ fn random_base() -> u64 {
 impl Versions {
     pub fn in_process() -> Arc<Self> {
         Arc::new(Versions {
-            store: Store::Memory(Mutex::new(HashMap::new())),
+            store: Arc::new(Store::Memory(Mutex::new(HashMap::new()))),
+            asks: None,
         })
     }
 
     pub fn database(db: DatabaseConnection) -> Arc<Self> {
-        Arc::new(Versions {
-            store: Store::Database(db),
-        })
+        Versions::shared(Store::Database(db))
     }
 
     pub fn redis(connection: ConnectionManager, prefix: &str) -> Arc<Self> {
+        Versions::shared(Store::Redis(Arc::new(RedisVersions {
+            connection,
+            prefix: format!("{prefix}v:"),
+            owed: Mutex::new(HashMap::new()),
+            bump: redis::Script::new(BUMP_SCRIPT),
+        })))
+    }
+
+    fn shared(store: Store) -> Arc<Self> {
+        let store = Arc::new(store);
+        let (asks, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(answer(store.clone(), receiver));
         Arc::new(Versions {
-            store: Store::Redis(Arc::new(RedisVersions {
-                connection,
-                prefix: format!("{prefix}v:"),
-                owed: Mutex::new(HashMap::new()),
-                bump: redis::Script::new(BUMP_SCRIPT),
-            })),
+            store,
+            asks: Some(asks),
         })
     }
 
@@ -134,7 +153,71 @@ impl Versions {
     /// known (Redis down, a bump of this instance still owed): then nothing
     /// may be served from a cache.
     pub async fn current(&self, keys: &[Key]) -> Option<Vec<u64>> {
-        match &self.store {
+        if matches!(self.store.as_ref(), Store::Memory(_)) {
+            return self.store.fetch(keys).await;
+        }
+        if let Store::Redis(redis) = self.store.as_ref()
+            && redis.owes_any(keys)
+        {
+            return None;
+        }
+        let (reply, answer) = oneshot::channel();
+        self.asks
+            .as_ref()?
+            .send(Ask {
+                keys: keys.to_vec(),
+                reply,
+            })
+            .ok()?;
+        let found = answer.await.ok()??;
+        keys.iter().map(|k| found.get(k).copied()).collect()
+    }
+
+    /// Bump every key by its count, on every instance; the new versions in
+    /// order (0 where unknown). Never fails: a bump that cannot be recorded
+    /// now is retried, and caches are bypassed until it lands.
+    pub async fn bump(&self, changes: &[(Key, u64)]) -> Vec<u64> {
+        let mut changes: Vec<(Key, u64)> = changes.to_vec();
+        if changes.is_empty() {
+            return Vec::new();
+        }
+        // A fixed order: concurrent bumps of the same rows never deadlock.
+        let order: Vec<Key> = changes.iter().map(|c| c.0).collect();
+        changes.sort_unstable();
+        changes.dedup_by(|a, b| {
+            if a.0 == b.0 {
+                b.1 += a.1;
+                true
+            } else {
+                false
+            }
+        });
+        let bumped: HashMap<Key, u64> = match self.store.as_ref() {
+            Store::Memory(map) => match map.lock() {
+                Ok(mut map) => changes
+                    .iter()
+                    .map(|(k, by)| {
+                        let v = map.entry(*k).or_insert(0);
+                        *v += by;
+                        (*k, *v)
+                    })
+                    .collect(),
+                Err(_) => HashMap::new(),
+            },
+            Store::Database(db) => bump_rows(db, &changes).await,
+            Store::Redis(redis) => redis.bump(&changes).await,
+        };
+        order
+            .iter()
+            .map(|k| bumped.get(k).copied().unwrap_or(0))
+            .collect()
+    }
+}
+
+impl Store {
+    /// The versions of `keys`, in order, read in one round trip.
+    async fn fetch(&self, keys: &[Key]) -> Option<Vec<u64>> {
+        match self {
             Store::Memory(map) => {
                 let map = map.lock().ok()?;
                 Some(
@@ -172,48 +255,33 @@ impl Versions {
                     }
                 }
             }
-            Store::Redis(redis) => redis.current(keys).await,
+            Store::Redis(redis) => redis.fetch(keys).await,
         }
     }
+}
 
-    /// Bump every key by its count, on every instance; the new versions in
-    /// order (0 where unknown). Never fails: a bump that cannot be recorded
-    /// now is retried, and caches are bypassed until it lands.
-    pub async fn bump(&self, changes: &[(Key, u64)]) -> Vec<u64> {
-        let mut changes: Vec<(Key, u64)> = changes.to_vec();
-        if changes.is_empty() {
-            return Vec::new();
-        }
-        // A fixed order: concurrent bumps of the same rows never deadlock.
-        let order: Vec<Key> = changes.iter().map(|c| c.0).collect();
-        changes.sort_unstable();
-        changes.dedup_by(|a, b| {
-            if a.0 == b.0 {
-                b.1 += a.1;
-                true
-            } else {
-                false
+/// Answer readers in batches: every reader waiting while one round trip is
+/// out shares the next. Each reader's answer comes from a read sent after
+/// it asked, so it is as current as a read of its own.
+async fn answer(store: Arc<Store>, mut asks: mpsc::UnboundedReceiver<Ask>) {
+    while let Some(first) = asks.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH_MAX {
+            match asks.try_recv() {
+                Ok(ask) => batch.push(ask),
+                Err(_) => break,
             }
-        });
-        let bumped: HashMap<Key, u64> = match &self.store {
-            Store::Memory(map) => match map.lock() {
-                Ok(mut map) => changes
-                    .iter()
-                    .map(|(k, by)| {
-                        let v = map.entry(*k).or_insert(0);
-                        *v += by;
-                        (*k, *v)
-                    })
-                    .collect(),
-                Err(_) => HashMap::new(),
-            },
-            Store::Database(db) => bump_rows(db, &changes).await,
-            Store::Redis(redis) => redis.bump(&changes).await,
-        };
-        order
-            .iter()
-            .map(|k| bumped.get(k).copied().unwrap_or(0))
-            .collect()
+        }
+        let mut keys: Vec<Key> = batch.iter().flat_map(|a| a.keys.iter().copied()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let found = store
+            .fetch(&keys)
+            .await
+            .map(|values| Arc::new(keys.into_iter().zip(values).collect::<HashMap<_, _>>()));
+        for ask in batch {
+            let _ = ask.reply.send(found.clone());
+        }
     }
 }
 
@@ -261,10 +329,7 @@ impl RedisVersions {
         }
     }
 
-    async fn current(&self, keys: &[Key]) -> Option<Vec<u64>> {
-        if self.owes_any(keys) {
-            return None;
-        }
+    async fn fetch(&self, keys: &[Key]) -> Option<Vec<u64>> {
         let names: Vec<String> = keys.iter().map(|k| self.name(*k)).collect();
         let mut connection = self.connection.clone();
         let asked = tokio::time::timeout(REDIS_TIMEOUT, async {
