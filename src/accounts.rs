@@ -14,7 +14,8 @@ use crate::{
     cache::UserListCache,
     domain::{
         auth::{self, Session},
-        users::{self, UserFilter, UserInput, UserRecord, WriteMode},
+        pagination::{Page, PageRequest},
+        users::{self, PublicUser, UserFilter, UserInput, UserRecord, WriteMode},
     },
     error::{AppError, AppResult},
     identity::KnownUsers,
@@ -103,6 +104,18 @@ impl Accounts {
     /// Lists changed behind the cache's back (seeding at start-up).
     pub async fn lists_changed(&self) {
         self.lists.invalidate(&[]).await;
+    }
+
+    /// A page of users' public columns, served from the cache.
+    pub async fn public_page(
+        &self,
+        filter: &UserFilter,
+        request: PageRequest,
+    ) -> AppResult<Arc<Page<PublicUser>>> {
+        let key = format!("page:{}:{request:?}", filter.cache_key());
+        self.lists
+            .value_or_load(&key, users::public_page(&self.db, filter, request))
+            .await
     }
 
     /// A user list, serialized by `render`, served from the cache.

@@ -294,7 +294,8 @@ impl Application {
             usize::from(config.read_model_window),
             config.read_model_bytes,
         );
-        let room_lists = RoomLists::new(events.versions().clone());
+        // The rendered room lists get a quarter of the read model's memory.
+        let room_lists = RoomLists::new(events.versions().clone(), config.read_model_bytes / 4);
         let graphql = graphql::Gateway::new(schema, db.clone(), views.clone(), &config);
         let state = AppState(Arc::new(Services {
             config: Arc::new(config),

@@ -9,6 +9,7 @@
 //! from the database: slower, never wrong.
 
 use std::{
+    any::Any,
     collections::HashMap,
     future::Future,
     sync::{Arc, Mutex},
@@ -30,12 +31,16 @@ const REDIS_TTL: Duration = Duration::from_secs(300);
 /// Longest wait for Redis before building the list from the database.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 
+type AnyValue = Arc<dyn Any + Send + Sync>;
+
 pub struct UserListCache {
     versions: Arc<Versions>,
     /// Lists shared through Redis too, when there is one.
     shared: Option<(ConnectionManager, String)>,
     /// (version, list key) -> serialized list.
     local: Mutex<HashMap<String, (u64, Bytes)>>,
+    /// (version, key) -> a value not serialized (pages GraphQL renders).
+    values: Mutex<HashMap<String, (u64, AnyValue)>>,
 }
 
 impl UserListCache {
@@ -45,6 +50,7 @@ impl UserListCache {
             versions,
             shared: None,
             local: Mutex::new(HashMap::new()),
+            values: Mutex::new(HashMap::new()),
         }
     }
 
@@ -80,6 +86,36 @@ impl UserListCache {
             }
             local.insert(key.to_owned(), (version, bytes));
         }
+    }
+
+    /// A value under `key`, kept in this instance at the current version,
+    /// or built by `load`.
+    pub async fn value_or_load<T, F>(&self, key: &str, load: F) -> AppResult<Arc<T>>
+    where
+        T: Send + Sync + 'static,
+        F: Future<Output = AppResult<T>>,
+    {
+        let Some(version) = self.version().await else {
+            return load.await.map(Arc::new);
+        };
+        if let Ok(values) = self.values.lock()
+            && let Some((at, value)) = values.get(key)
+            && *at == version
+            && let Ok(value) = value.clone().downcast::<T>()
+        {
+            return Ok(value);
+        }
+        let value = Arc::new(load.await?);
+        if let Ok(mut values) = self.values.lock() {
+            if values.len() >= LOCAL_MAX {
+                values.retain(|_, (at, _)| *at == version);
+                if values.len() >= LOCAL_MAX {
+                    values.clear();
+                }
+            }
+            values.insert(key.to_owned(), (version, value.clone()));
+        }
+        Ok(value)
     }
 
     /// The list under `key`, from the cache or built by `load`.
@@ -126,6 +162,9 @@ impl UserListCache {
     pub async fn invalidate(&self, also: &[Key]) {
         if let Ok(mut local) = self.local.lock() {
             local.clear();
+        }
+        if let Ok(mut values) = self.values.lock() {
+            values.clear();
         }
         let mut keys = vec![(Key::Users, 1)];
         keys.extend(also.iter().map(|k| (*k, 1)));

@@ -11,6 +11,8 @@
 //! - [`graphql`]: the schema, independent of HTTP; resolvers only translate.
 //! - [`rest`]: the legacy REST API of the old service, a thin adapter.
 //! - [`accounts`] and [`cache`]: user writes with their side effects, the user-list cache.
+//! - [`readmodel`]: the hot-room read model; [`versions`]: the counters that
+//!   tell every cache, on every instance, when its copy is stale.
 //! - [`sends`]: message sends, checked and rate-limited, for every adapter.
 //! - [`identity`]: who the viewer of a request is; [`ratelimit`]: how often they may act.
 //! - [`input`]: the rules every client string must pass, on every API.

@@ -343,23 +343,24 @@ async fn follow(
 /// Mark-seen positions remembered at most.
 const MARKS_MAX: usize = 100_000;
 
-/// Capacity of the per-user room-list cache, in lists.
-const LISTS_MAX: usize = 10_000;
+type KeptList = (u64, u64, Bytes);
 
 /// The legacy room lists (a user's rooms with their members), rendered,
-/// at the memberships and usernames versions they were built at.
+/// at the memberships and usernames versions they were built at; bounded
+/// by bytes, least recently read out first.
 pub struct RoomLists {
     versions: Arc<Versions>,
-    lists: Mutex<LruCache<i64, (u64, u64, Bytes)>>,
+    budget: usize,
+    /// user -> (memberships version, names version, body); bytes used.
+    lists: Mutex<(LruCache<i64, KeptList>, usize)>,
 }
 
 impl RoomLists {
-    pub fn new(versions: Arc<Versions>) -> Self {
+    pub fn new(versions: Arc<Versions>, budget: usize) -> Self {
         RoomLists {
             versions,
-            lists: Mutex::new(LruCache::new(
-                NonZeroUsize::new(LISTS_MAX).expect("non-zero"),
-            )),
+            budget,
+            lists: Mutex::new((LruCache::unbounded(), 0)),
         }
     }
 
@@ -368,20 +369,37 @@ impl RoomLists {
     where
         F: Future<Output = AppResult<Bytes>>,
     {
-        let Some(current) = self.versions.current(&[Key::Memberships, Key::Names]).await else {
+        let current = if self.budget > 0 {
+            self.versions.current(&[Key::Memberships, Key::Names]).await
+        } else {
+            None
+        };
+        let Some(current) = current else {
             return load.await;
         };
         let (memberships, names) = (current[0], current[1]);
         if let Ok(mut lists) = self.lists.lock()
-            && let Some((m, n, bytes)) = lists.get(&user)
+            && let Some((m, n, bytes)) = lists.0.get(&user)
             && *m == memberships
             && *n == names
         {
             return Ok(bytes.clone());
         }
         let bytes = load.await?;
-        if let Ok(mut lists) = self.lists.lock() {
-            lists.put(user, (memberships, names, bytes.clone()));
+        if bytes.len() <= self.budget
+            && let Ok(mut guard) = self.lists.lock()
+        {
+            let (lists, used) = &mut *guard;
+            *used += bytes.len();
+            if let Some((_, _, old)) = lists.put(user, (memberships, names, bytes.clone())) {
+                *used -= old.len();
+            }
+            while *used > self.budget {
+                match lists.pop_lru() {
+                    Some((_, (_, _, old))) => *used -= old.len(),
+                    None => break,
+                }
+            }
         }
         Ok(bytes)
     }

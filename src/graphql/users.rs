@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use crate::{
     domain::{
+        pagination::Page,
         users::{
             self, ProfileInput, PublicUser, UserFilter as DomainFilter, UserInput, UserRecord,
             WriteMode,
@@ -309,7 +310,16 @@ impl UserQuery {
         let request = page_request(ctx, first, after, last, before).extend()?;
         let filter = filter.unwrap_or_default().into_domain().extend()?;
         let db = ctx.db();
-        let page = users::public_page(db, &filter, request).await.extend()?;
+        let page = ctx
+            .accounts()
+            .public_page(&filter, request)
+            .await
+            .extend()?;
+        let page = Page {
+            items: page.items.clone(),
+            has_previous_page: page.has_previous_page,
+            has_next_page: page.has_next_page,
+        };
         let total = if wants_total(ctx) {
             users::count(db, &filter).await.extend()?
         } else {
