@@ -173,10 +173,6 @@ impl RoomViews {
         views
     }
 
-    pub fn window(&self) -> usize {
-        self.window
-    }
-
     /// The newest message of `room` this instance queued `user`'s
     /// mark-seen up to.
     pub fn marked_up_to(&self, user: i64, room: i64) -> Option<i64> {

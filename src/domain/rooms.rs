@@ -18,7 +18,7 @@ use sea_orm::{
 use super::{
     insert_unless_exists, now,
     pagination::{self, Page, PageRequest},
-    users::{self, UserRecord},
+    users,
 };
 use crate::{
     error::{AppError, AppResult, is_unique_violation},
@@ -521,27 +521,6 @@ pub async fn page(
 
 pub async fn count(db: &impl ConnectionTrait, scope: RoomScope) -> AppResult<u64> {
     pagination::count(db, scoped(scope)).await
-}
-
-/// Current members of each room, ordered by user id.
-pub async fn members_of_rooms(
-    db: &impl ConnectionTrait,
-    room_ids: &[i64],
-) -> AppResult<HashMap<i64, Vec<UserRecord>>> {
-    let memberships = current_memberships()
-        .filter(membership::Column::RoomId.is_in(room_ids.iter().copied()))
-        .order_by_asc(membership::Column::UserId)
-        .all(db)
-        .await?;
-    let user_ids: Vec<i64> = memberships.iter().map(|m| m.user_id).collect();
-    let users = users::load_many(db, &user_ids).await?;
-    let mut members: HashMap<i64, Vec<UserRecord>> = HashMap::new();
-    for m in memberships {
-        if let Some(user) = users.get(&m.user_id) {
-            members.entry(m.room_id).or_default().push(user.clone());
-        }
-    }
-    Ok(members)
 }
 
 /// Usernames of each room's current members, ordered by user id, in one

@@ -447,23 +447,8 @@ pub async fn list(db: &impl ConnectionTrait, filter: &UserFilter) -> AppResult<V
     with_profiles(db, users).await
 }
 
-/// One page of the users matching the filter, ordered by id.
-pub async fn page(
-    db: &impl ConnectionTrait,
-    filter: &UserFilter,
-    request: PageRequest,
-) -> AppResult<Page<UserRecord>> {
-    let page = pagination::fetch_page(db, filtered(filter), user::Column::Id, request).await?;
-    let has_previous_page = page.has_previous_page;
-    let has_next_page = page.has_next_page;
-    Ok(Page {
-        items: with_profiles(db, page.items).await?,
-        has_previous_page,
-        has_next_page,
-    })
-}
-
-/// [`page`] without the profiles and the password column.
+/// One page of the users matching the filter, ordered by id: public
+/// columns only, no profiles.
 pub async fn public_page(
     db: &impl ConnectionTrait,
     filter: &UserFilter,
