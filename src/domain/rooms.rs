@@ -142,7 +142,16 @@ pub async fn create(
         user::Entity::find()
             .select_only()
             .column(user::Column::Id)
-            .filter(user::Column::Username.is_in(member_usernames.iter().cloned()))
+            .filter(
+                user::Column::Username.is_in(
+                    // A name no user can have (a NUL, say) matches nobody,
+                    // and PostgreSQL would refuse the statement for it.
+                    member_usernames
+                        .iter()
+                        .filter(|name| crate::input::problem(name).is_none())
+                        .cloned(),
+                ),
+            )
             .into_tuple()
             .all(db)
             .await?

@@ -71,20 +71,33 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
 }
 
 /// Usernames from `room_member`: `[{"username": ..}, ..]` (or plain names).
-fn member_usernames(value: Option<&Value>) -> Vec<String> {
+/// A name that breaks [`crate::input`]'s rules is refused, naming the field;
+/// entries of any other shape are ignored, as the old service did.
+fn member_usernames(value: Option<&Value>) -> Result<Vec<String>, ChatError> {
     let items = match value {
-        Some(Value::Array(items)) => items.clone(),
-        Some(single @ (Value::Object(_) | Value::String(_))) => vec![single.clone()],
-        _ => Vec::new(),
+        Some(Value::Array(items)) => items.as_slice(),
+        Some(single @ (Value::Object(_) | Value::String(_))) => std::slice::from_ref(single),
+        _ => &[],
     };
-    items
-        .iter()
-        .filter_map(|item| match item {
-            Value::Object(fields) => fields.get("username").and_then(|u| body::text(u).ok()),
-            Value::String(name) => Some(name.clone()),
-            _ => None,
-        })
-        .collect()
+    let mut names = Vec::with_capacity(items.len());
+    for item in items {
+        let name = match item {
+            Value::Object(fields) => match fields.get("username") {
+                Some(name) => name,
+                None => continue,
+            },
+            name @ Value::String(_) => name,
+            _ => continue,
+        };
+        match body::text(name) {
+            Ok(name) => names.push(name),
+            Err(body::TextError::Bad(message)) => {
+                return Err(ChatError::bad_request(format!("room_member: {message}")));
+            }
+            Err(body::TextError::Type(_)) => {}
+        }
+    }
+    Ok(names)
 }
 
 /// `POST /chat/chatroom/`: create a group room with members.
@@ -129,7 +142,7 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, raw: Byte
                 body::TextError::Type(_) => ChatError::bad_request(EMPTY_OR_WRONG),
             })?,
         };
-        let members = member_usernames(fields.get("room_member"));
+        let members = member_usernames(fields.get("room_member"))?;
         let room = rooms::create(&state.db, state.events.as_ref(), &name, &members, None).await?;
         let mut data = rooms_with_members(&state.db, &[room]).await?;
         Ok::<_, ChatError>(chat_ok(data.pop()))

@@ -79,6 +79,16 @@ async fn nul_and_invalid_utf8_are_400s_naming_the_field(app: TestApp) {
             r#"{"room_name": "a\u0000"}"#,
             "room_name",
         ),
+        (
+            "/chat/chatroom/",
+            r#"{"room_name": "b", "room_member": ["user_2", "x\u0000y"]}"#,
+            "room_member",
+        ),
+        (
+            "/chat/chatroom/",
+            r#"{"room_name": "c", "room_member": {"username": "\u0000"}}"#,
+            "room_member",
+        ),
     ];
     for (path, body, field) in cases {
         let (status, answer) = call(&app, post.clone(), path, Some(body), false).await;
@@ -95,6 +105,20 @@ async fn nul_and_invalid_utf8_are_400s_naming_the_field(app: TestApp) {
             );
         }
     }
+    // As schemathesis sent it: repeated form fields, one holding a NUL.
+    let (status, body) = call(
+        &app,
+        post.clone(),
+        "/chat/chatroom/",
+        Some("room_name=d&room_member=%C3%B4%00%C2%B5&room_member=user_2"),
+        true,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["msg"].as_str().unwrap().starts_with("room_member"),
+        "{body}"
+    );
     for path in [format!("/chat/group/{room}/"), "/chat/user/2/".to_owned()] {
         let (status, body) = call(
             &app,
