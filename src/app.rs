@@ -34,10 +34,12 @@ use crate::{
         queue::{InProcessQueue, JobQueue},
         worker::{JobContext, WorkerPool},
     },
+    presence::Presence,
     ratelimit::{RateLimiter, Throttle},
     readmodel::{RoomLists, RoomViews},
     sends::Sends,
     supervisor::Supervisor,
+    typing::Typing,
     versions::Versions,
 };
 
@@ -72,6 +74,8 @@ pub struct Services {
     pub views: Arc<RoomViews>,
     /// The legacy room lists, rendered.
     pub room_lists: RoomLists,
+    pub typing: Arc<Typing>,
+    pub presence: Arc<Presence>,
     pub supervisor: Arc<Supervisor>,
 }
 
@@ -274,13 +278,33 @@ impl Application {
         if seeded > 0 {
             accounts.lists_changed().await;
         }
-        let sends = Sends::new(jobs.clone(), throttle.clone());
+        let sends = Sends::new(db.clone(), events.clone(), jobs.clone(), throttle.clone());
+        let typing = Typing::start(
+            db.clone(),
+            events.clone(),
+            throttle.clone(),
+            config.typing_ttl(),
+        );
+        let presence = match &redis {
+            Some(connection) => Presence::redis(
+                connection.clone(),
+                &config.redis_key_prefix,
+                db.clone(),
+                events.clone(),
+                config.presence_ttl(),
+            ),
+            None => Presence::in_process(db.clone(), events.clone(), config.presence_ttl()),
+        };
         let schema = graphql::build(
             &config,
             db.clone(),
-            sends.clone(),
-            accounts.clone(),
-            events.clone(),
+            graphql::Services {
+                sends: sends.clone(),
+                accounts: accounts.clone(),
+                events: events.clone(),
+                typing: typing.clone(),
+                presence: presence.clone(),
+            },
         );
         let listener = TcpListener::bind(config.bind)
             .await
@@ -296,7 +320,8 @@ impl Application {
         );
         // The rendered room lists get a quarter of the read model's memory.
         let room_lists = RoomLists::new(events.versions().clone(), config.read_model_bytes / 4);
-        let graphql = graphql::Gateway::new(schema, db.clone(), views.clone(), &config);
+        let graphql =
+            graphql::Gateway::new(schema, db.clone(), views.clone(), presence.clone(), &config);
         let state = AppState(Arc::new(Services {
             config: Arc::new(config),
             db,
@@ -311,6 +336,8 @@ impl Application {
             throttle,
             views,
             room_lists,
+            typing,
+            presence,
             supervisor: Arc::new(Supervisor::default()),
         }));
         tracing::info!(
@@ -373,6 +400,15 @@ impl Application {
             move || purge_finished_tasks(db.clone(), retention, watching.clone()),
         )));
 
+        if state.redis.is_some() {
+            let (presence, watching) = (state.presence.clone(), stopping.clone());
+            background.spawn(supervised(supervisor.spawn(
+                "presence_beat",
+                stopping.clone(),
+                move || beat_presence(presence.clone(), watching.clone()),
+            )));
+        }
+
         let settings = http::server::Settings::from_config(&config);
         let router = http::router(state);
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
@@ -429,6 +465,17 @@ async fn purge_finished_tasks(
                     Err(e) => tracing::warn!(error = %e, "task purge failed"),
                 }
             }
+            _ = crate::shutdown::requested(&mut stopping) => return,
+        }
+    }
+}
+
+/// Beat for this instance's connected users and sweep lapsed ones.
+async fn beat_presence(presence: Arc<Presence>, mut stopping: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(presence.beat_every());
+    loop {
+        tokio::select! {
+            _ = every.tick() => presence.beat().await,
             _ = crate::shutdown::requested(&mut stopping) => return,
         }
     }

@@ -444,6 +444,24 @@ pub struct Config {
     )]
     pub rate_limit_ws_operations_per_address: Rate,
 
+    /// Typing indicators (`setTyping`) one user may send per window.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_TYPING",
+        default_value = "30/10s",
+        global = true
+    )]
+    pub rate_limit_typing: Rate,
+
+    /// Seconds a typing indicator lasts unless renewed.
+    #[arg(long, env = "TYPING_TTL_SECS", default_value_t = 6, global = true)]
+    pub typing_ttl_secs: u64,
+
+    /// Seconds after an instance's last presence beat (sent every third of
+    /// this) at which its users count as offline, should it die (Redis mode).
+    #[arg(long, env = "PRESENCE_TTL_SECS", default_value_t = 30, global = true)]
+    pub presence_ttl_secs: u64,
+
     /// Take the client address from the first `X-Forwarded-For` entry (set
     /// it only behind a proxy that writes that header).
     #[arg(
@@ -481,6 +499,14 @@ impl Config {
 
     pub fn token_ttl(&self) -> chrono::Duration {
         chrono::Duration::hours(i64::from(self.token_ttl_hours.max(1)))
+    }
+
+    pub fn typing_ttl(&self) -> Duration {
+        Duration::from_secs(self.typing_ttl_secs.clamp(1, 3600))
+    }
+
+    pub fn presence_ttl(&self) -> Duration {
+        Duration::from_secs(self.presence_ttl_secs.clamp(1, 86_400))
     }
 
     pub fn unread_recheck(&self) -> Duration {

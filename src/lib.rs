@@ -13,7 +13,10 @@
 //! - [`accounts`] and [`cache`]: user writes with their side effects, the user-list cache.
 //! - [`readmodel`]: the hot-room read model; [`versions`]: the counters that
 //!   tell every cache, on every instance, when its copy is stale.
-//! - [`sends`]: message sends, checked and rate-limited, for every adapter.
+//! - [`sends`]: message writes (sends, edits, deletes, reactions), checked
+//!   and rate-limited, for every adapter.
+//! - [`typing`] and [`presence`]: who is typing where, who is online; live
+//!   state carried by the event bus, never stored (but last-seen times).
 //! - [`identity`]: who the viewer of a request is; [`ratelimit`]: how often they may act.
 //! - [`input`]: the rules every client string must pass, on every API.
 //! - [`jobs`]: the outbox, the job queues (in-process, Faktory) and the workers.
@@ -40,6 +43,7 @@ pub mod identity;
 pub mod input;
 pub mod jobs;
 pub mod metrics;
+pub mod presence;
 pub mod ratelimit;
 pub mod readmodel;
 pub mod rest;
@@ -47,4 +51,5 @@ pub mod sends;
 pub mod shutdown;
 pub mod supervisor;
 pub mod telemetry;
+pub mod typing;
 pub mod versions;

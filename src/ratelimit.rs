@@ -302,6 +302,7 @@ pub struct Throttle {
     login_failures_per_address: Rule,
     ws_operations_per_user: Rule,
     ws_operations_per_address: Rule,
+    typing_per_user: Rule,
 }
 
 fn refused(limited: Limited) -> AppError {
@@ -328,10 +329,27 @@ impl Throttle {
                 "ws_operations_per_address",
                 config.rate_limit_ws_operations_per_address,
             ),
+            typing_per_user: rule("typing_per_user", config.rate_limit_typing),
         }
     }
 
-    /// Count a send by `user` from `client`.
+    /// Count a typing indicator by `user`; the address counts as a send.
+    pub async fn typing(&self, user: i64, client: Option<IpAddr>) -> AppResult<()> {
+        self.limiter
+            .hit(&self.typing_per_user, &user.to_string())
+            .await
+            .map_err(refused)?;
+        if let Some(client) = client {
+            self.limiter
+                .hit(&self.sends_per_address, &client.to_string())
+                .await
+                .map_err(refused)?;
+        }
+        Ok(())
+    }
+
+    /// Count a message write (a send, an edit, a delete, a reaction) by
+    /// `user` from `client`.
     pub async fn send(&self, user: i64, client: Option<IpAddr>) -> AppResult<()> {
         self.limiter
             .hit(&self.sends_per_user, &user.to_string())

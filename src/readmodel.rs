@@ -327,7 +327,13 @@ async fn follow(
                 }
             }
             Ok(Event::MembershipChanged { room_id, .. }) => views.forget(Some(room_id)),
-            Ok(Event::TaskUpdated { .. }) => {}
+            Ok(Event::MessageChanged { message, .. }) => views.forget(Some(message.room_id)),
+            Ok(
+                Event::TaskUpdated { .. }
+                | Event::ReactionChanged { .. }
+                | Event::Typing { .. }
+                | Event::PresenceChanged { .. },
+            ) => {}
             // Missed some: the versions still catch every change; drop what
             // might now be fed out of order.
             Err(RecvError::Lagged(_)) => views.forget(None),

@@ -1,7 +1,9 @@
 //! `messages`: chat messages. `sender_id` becomes null when the sender's
 //! account is deleted (the message stays). `task_id` is the idempotency key of
 //! the job that stored the message: unique, so a retried job never stores a
-//! message twice.
+//! message twice. `seq` is the message's number among its room's events
+//! (unique per room). A deleted message stays as a tombstone: `deleted_at`
+//! set and the text emptied.
 
 use sea_orm::entity::prelude::*;
 
@@ -16,6 +18,11 @@ pub struct Model {
     pub sent_at: DateTimeUtc,
     #[sea_orm(unique)]
     pub task_id: Option<Uuid>,
+    pub seq: i64,
+    pub edited_at: Option<DateTimeUtc>,
+    pub deleted_at: Option<DateTimeUtc>,
+    /// The message this one replies to (same room).
+    pub reply_to_id: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,6 +1,8 @@
 //! `rooms`: group rooms and direct rooms. A direct room carries the key of
 //! its user pair (`"<lower id>:<higher id>"`), unique, so a pair has at most
-//! one direct room however many first messages race.
+//! one direct room however many first messages race. `event_seq` counts the
+//! room's stored events; it is taken under the row's lock, so the numbers
+//! commit in order.
 
 use sea_orm::entity::prelude::*;
 
@@ -15,6 +17,8 @@ pub struct Model {
     #[sea_orm(unique)]
     pub direct_key: Option<String>,
     pub created_at: DateTimeUtc,
+    /// The number of the room's newest stored event (messages included).
+    pub event_seq: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

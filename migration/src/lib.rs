@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261129_000001_create_schema;
 mod m20261129_000002_create_auth_tokens;
 mod m20261129_000003_create_cache_versions;
+mod m20261206_000004_chat_features;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_create_schema::Migration),
             Box::new(m20261129_000002_create_auth_tokens::Migration),
             Box::new(m20261129_000003_create_cache_versions::Migration),
+            Box::new(m20261206_000004_chat_features::Migration),
         ]
     }
 }

@@ -17,13 +17,17 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    insert_unless_exists, now,
+    log, mentions, now,
     pagination::{self, Page, PageRequest},
     rooms,
 };
 use crate::error::{AppError, AppResult, is_foreign_key_violation};
 
 pub const TEXT_MAX: usize = 1024;
+
+/// Every column of `messages`, for statements written as text.
+pub const COLUMNS: &str =
+    "id, room_id, sender_id, text, sent_at, task_id, seq, edited_at, deleted_at, reply_to_id";
 
 /// Check a message text: 1 to 1024 characters.
 pub fn validate_text(text: &str) -> AppResult<()> {
@@ -36,53 +40,66 @@ pub fn validate_text(text: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// Store a message, and announce it (its room's version first). With a
-/// task id the call is idempotent: a second call with the same id stores
-/// nothing and returns the message the first stored. Returns the message and
-/// whether this call created it.
+/// Store a message (not through a task), and announce it (its room's
+/// version first). Returns the message.
 pub async fn store(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     events: &dyn crate::events::EventBus,
     room_id: i64,
     sender_id: Option<i64>,
     text: &str,
-    task_id: Option<Uuid>,
-) -> AppResult<(message::Model, bool)> {
+    reply_to: Option<i64>,
+) -> AppResult<message::Model> {
     validate_text(text)?;
+    check_reply(db, room_id, reply_to).await?;
+    let txn = super::begin_write(db).await?;
+    let seq = log::take(&txn, room_id, 1).await?;
     let row = message::ActiveModel {
         room_id: Set(room_id),
         sender_id: Set(sender_id),
         text: Set(text.to_owned()),
         sent_at: Set(now()),
-        task_id: Set(task_id),
+        seq: Set(seq),
+        reply_to_id: Set(reply_to),
         ..Default::default()
     };
-    let (message, created) = match task_id {
-        None => {
-            let result = message::Entity::insert(row).exec(db).await?;
-            (get(db, result.last_insert_id).await?, true)
-        }
-        Some(task_id) => {
-            let created = insert_unless_exists(db, row, message::Column::TaskId)
-                .await?
-                .is_some();
-            let message = stored_by_task(db, task_id).await?.ok_or_else(|| {
-                AppError::internal(anyhow::anyhow!("message of task {task_id} vanished"))
-            })?;
-            (message, created)
-        }
+    let id = message::Entity::insert(row)
+        .exec(&txn)
+        .await?
+        .last_insert_id;
+    let mentioned = mentions::resolve(&txn, &[(room_id, text)]).await?;
+    mentions::record(&txn, &[(id, room_id, mentioned.concat())]).await?;
+    let message = get(&txn, id).await?;
+    txn.commit().await?;
+    let room_version = events
+        .versions()
+        .bump(&[(crate::versions::Key::Room(room_id), 1)])
+        .await[0];
+    events.publish(crate::events::Event::MessageStored {
+        message: crate::events::StoredMessage::from(&message),
+        room_version,
+    });
+    Ok(message)
+}
+
+/// A reply must answer a message of the same room.
+async fn check_reply(
+    db: &impl ConnectionTrait,
+    room_id: i64,
+    reply_to: Option<i64>,
+) -> AppResult<()> {
+    let Some(parent) = reply_to else {
+        return Ok(());
     };
-    if created {
-        let room_version = events
-            .versions()
-            .bump(&[(crate::versions::Key::Room(room_id), 1)])
-            .await[0];
-        events.publish(crate::events::Event::MessageStored {
-            message: crate::events::StoredMessage::from(&message),
-            room_version,
-        });
+    let parents = load_many(db, &[parent]).await?;
+    match parents.get(&parent) {
+        Some(p) if p.room_id == room_id => Ok(()),
+        _ => Err(reply_elsewhere()),
     }
-    Ok((message, created))
+}
+
+fn reply_elsewhere() -> AppError {
+    AppError::field("replyToId", "The message replied to is not in this room")
 }
 
 /// The message a task stored, if it stored one.
@@ -113,6 +130,8 @@ pub struct Delivery {
     pub from: i64,
     pub to: Recipient,
     pub text: String,
+    /// The message this one replies to; it must be in the same room.
+    pub reply_to: Option<i64>,
 }
 
 /// Store many messages at once, in a fixed number of statements (plus one
@@ -191,61 +210,81 @@ pub async fn deliver_many(
         });
     }
 
-    // One insert for every new message; a concurrent duplicate delivery
-    // that got there first wins (the task id is unique).
-    let sent_at = now();
-    let rows: Vec<(usize, message::ActiveModel)> = deliveries
-        .iter()
-        .zip(&targets)
-        .enumerate()
-        .filter_map(|(slot, (d, t))| match t {
-            Some(Ok(room)) => Some((
-                slot,
-                message::ActiveModel {
-                    room_id: Set(*room),
-                    sender_id: Set(Some(d.from)),
-                    text: Set(d.text.clone()),
-                    sent_at: Set(sent_at),
-                    task_id: Set(Some(d.task_id)),
-                    ..Default::default()
-                },
-            )),
-            _ => None,
-        })
+    // Replies must answer a message of their own room.
+    let parent_ids: Vec<i64> = deliveries.iter().filter_map(|d| d.reply_to).collect();
+    if !parent_ids.is_empty() {
+        let parents = load_many(db, &parent_ids).await?;
+        for (delivery, target) in deliveries.iter().zip(targets.iter_mut()) {
+            if let (Some(parent), Some(Ok(room))) = (delivery.reply_to, &target)
+                && parents.get(&parent).is_none_or(|p| p.room_id != *room)
+            {
+                *target = Some(Err(reply_elsewhere()));
+            }
+        }
+    }
+
+    let slots: Vec<usize> = (0..deliveries.len())
+        .filter(|&slot| matches!(targets[slot], Some(Ok(_))))
         .collect();
-    if !rows.is_empty() {
-        let inserted: Vec<Uuid> = deliveries
+    if !slots.is_empty() {
+        let texts: Vec<(i64, &str)> = slots
             .iter()
-            .zip(&targets)
-            .filter(|(_, t)| matches!(t, Some(Ok(_))))
-            .map(|(d, _)| d.task_id)
+            .map(|&slot| (room_of(&targets[slot]), deliveries[slot].text.as_str()))
             .collect();
-        let all_at_once = message::Entity::insert_many(rows.iter().map(|(_, row)| row.clone()))
-            .on_conflict(
-                OnConflict::column(message::Column::TaskId)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(db)
-            .await;
-        if all_at_once.is_err() {
-            // One row broke the statement (a sender or room that vanished
-            // since the checks, a value the database refuses): store the
-            // others one by one, and fail only the deliveries that failed.
-            for (slot, row) in rows {
-                match insert_unless_exists(db, row, message::Column::TaskId).await {
-                    Ok(_) => {}
-                    Err(AppError::Internal(e))
-                        if e.downcast_ref::<sea_orm::DbErr>()
-                            .is_some_and(is_foreign_key_violation) =>
-                    {
-                        targets[slot] = Some(Err(AppError::NotFound("sender or room")));
+        let mentioned = mentions::resolve(db, &texts).await?;
+        let new: Vec<New> = slots
+            .iter()
+            .zip(mentioned)
+            .map(|(&slot, mentions)| New {
+                slot,
+                room: room_of(&targets[slot]),
+                mentions,
+            })
+            .collect();
+        let sent_at = now();
+        let row = |n: &New, seq: i64| {
+            let d = &deliveries[n.slot];
+            message::ActiveModel {
+                room_id: Set(n.room),
+                sender_id: Set(Some(d.from)),
+                text: Set(d.text.clone()),
+                sent_at: Set(sent_at),
+                task_id: Set(Some(d.task_id)),
+                seq: Set(seq),
+                reply_to_id: Set(d.reply_to),
+                ..Default::default()
+            }
+        };
+        match insert_numbered(db, &new, &row, deliveries).await {
+            Ok((found, gone)) => {
+                for slot in gone {
+                    targets[slot] = Some(Err(AppError::NotFound("room")));
+                }
+                stored.extend(found);
+            }
+            Err(_) => {
+                // One row broke the statement (a sender or room that
+                // vanished since the checks, a value the database refuses):
+                // store the others one by one, and fail only those that fail.
+                for one in &new {
+                    match insert_numbered(db, std::slice::from_ref(one), &row, deliveries).await {
+                        Ok((found, gone)) => {
+                            if !gone.is_empty() {
+                                targets[one.slot] = Some(Err(AppError::NotFound("room")));
+                            }
+                            stored.extend(found);
+                        }
+                        Err(AppError::Internal(e))
+                            if e.downcast_ref::<sea_orm::DbErr>()
+                                .is_some_and(is_foreign_key_violation) =>
+                        {
+                            targets[one.slot] = Some(Err(AppError::NotFound("sender or room")));
+                        }
+                        Err(other) => targets[one.slot] = Some(Err(other)),
                     }
-                    Err(other) => targets[slot] = Some(Err(other)),
                 }
             }
         }
-        stored.extend(stored_by_tasks(db, &inserted).await?);
     }
 
     Ok(deliveries
@@ -258,6 +297,85 @@ pub async fn deliver_many(
             }),
         })
         .collect())
+}
+
+/// A message about to be stored: its delivery, room and mentions.
+struct New {
+    slot: usize,
+    room: i64,
+    mentions: Vec<i64>,
+}
+
+fn room_of(target: &Option<AppResult<i64>>) -> i64 {
+    match target {
+        Some(Ok(room)) => *room,
+        _ => 0,
+    }
+}
+
+/// Store new messages in one transaction: each room's numbers taken (rooms
+/// in id order, so concurrent batches never wait on each other in a
+/// circle), one insert, their mentions. A delivery whose task stored its
+/// message meanwhile (a duplicate running at once) keeps that message.
+/// Returns the stored messages by task, and the slots whose room is gone.
+async fn insert_numbered(
+    db: &DatabaseConnection,
+    new: &[New],
+    row: &impl Fn(&New, i64) -> message::ActiveModel,
+    deliveries: &[Delivery],
+) -> AppResult<(HashMap<Uuid, message::Model>, Vec<usize>)> {
+    let mut per_room: std::collections::BTreeMap<i64, i64> = Default::default();
+    for n in new {
+        *per_room.entry(n.room).or_default() += 1;
+    }
+    let txn = super::begin_write(db).await?;
+    let mut next: HashMap<i64, i64> = HashMap::new();
+    let mut gone = Vec::new();
+    for (&room, &count) in &per_room {
+        match log::take(&txn, room, count).await {
+            Ok(first) => {
+                next.insert(room, first);
+            }
+            Err(AppError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut rows = Vec::with_capacity(new.len());
+    let mut inserted = Vec::with_capacity(new.len());
+    for n in new {
+        match next.get_mut(&n.room) {
+            Some(seq) => {
+                rows.push(row(n, *seq));
+                inserted.push(deliveries[n.slot].task_id);
+                *seq += 1;
+            }
+            None => gone.push(n.slot),
+        }
+    }
+    if rows.is_empty() {
+        txn.rollback().await?;
+        return Ok((HashMap::new(), gone));
+    }
+    message::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::column(message::Column::TaskId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+    let found = stored_by_tasks(&txn, &inserted).await?;
+    let mentioned: Vec<(i64, i64, Vec<i64>)> = new
+        .iter()
+        .filter(|n| !n.mentions.is_empty())
+        .filter_map(|n| {
+            let message = found.get(&deliveries[n.slot].task_id)?;
+            Some((message.id, message.room_id, n.mentions.clone()))
+        })
+        .collect();
+    mentions::record(&txn, &mentioned).await?;
+    txn.commit().await?;
+    Ok((found, gone))
 }
 
 /// Messages stored by these tasks, by task id.
@@ -349,8 +467,8 @@ pub async fn room_pages(
     }
     let direction = if backwards { "DESC" } else { "ASC" };
     let sql = format!(
-        "SELECT id, room_id, sender_id, text, sent_at, task_id FROM (\
-           SELECT id, room_id, sender_id, text, sent_at, task_id, \
+        "SELECT {COLUMNS} FROM (\
+           SELECT {COLUMNS}, \
                   ROW_NUMBER() OVER (PARTITION BY room_id ORDER BY id {direction}) AS position \
            FROM messages WHERE {filters}\
          ) numbered WHERE position <= {} ORDER BY room_id, id",
@@ -392,6 +510,37 @@ pub async fn room_pages(
         .collect())
 }
 
+/// One page of the replies to a message of a room, oldest first.
+pub async fn replies_page(
+    db: &impl ConnectionTrait,
+    room_id: i64,
+    parent_id: i64,
+    request: PageRequest,
+) -> AppResult<Page<message::Model>> {
+    let replies = in_room(room_id).filter(message::Column::ReplyToId.eq(parent_id));
+    pagination::fetch_page(db, replies, message::Column::Id, request).await
+}
+
+/// Number of replies to each message.
+pub async fn reply_counts(
+    db: &impl ConnectionTrait,
+    message_ids: &[i64],
+) -> AppResult<HashMap<i64, u64>> {
+    let rows: Vec<(Option<i64>, i64)> = message::Entity::find()
+        .select_only()
+        .column(message::Column::ReplyToId)
+        .column_as(message::Column::Id.count(), "n")
+        .filter(message::Column::ReplyToId.is_in(message_ids.iter().copied()))
+        .group_by(message::Column::ReplyToId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(parent, n)| Some((parent?, n as u64)))
+        .collect())
+}
+
 /// Number of messages in each room.
 pub async fn counts_by_room(
     db: &impl ConnectionTrait,
@@ -409,7 +558,7 @@ pub async fn counts_by_room(
     Ok(rows.into_iter().map(|(r, n)| (r, n as u64)).collect())
 }
 
-/// Messages not sent by `user_id` and without their receipt.
+/// Messages not sent by `user_id`, not deleted, and without their receipt.
 fn unseen_by(select: Select<message::Entity>, user_id: i64) -> Select<message::Entity> {
     let receipt = Query::select()
         .expr(Expr::val(1))
@@ -426,6 +575,7 @@ fn unseen_by(select: Select<message::Entity>, user_id: i64) -> Select<message::E
                 .add(message::Column::SenderId.is_null())
                 .add(message::Column::SenderId.ne(user_id)),
         )
+        .filter(message::Column::DeletedAt.is_null())
         .filter(Expr::exists(receipt).not())
 }
 

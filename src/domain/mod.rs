@@ -6,9 +6,15 @@
 //! return [`crate::error::AppResult`].
 
 pub mod auth;
+pub mod edits;
+pub mod log;
+pub mod mentions;
 pub mod messages;
 pub mod pagination;
+pub mod presence;
+pub mod reactions;
 pub mod rooms;
+pub mod search;
 pub mod tasks;
 pub mod users;
 pub mod views;

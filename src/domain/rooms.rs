@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use entity::{membership, room, user};
+use entity::{membership, room, room_event, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
@@ -16,7 +16,9 @@ use sea_orm::{
 };
 
 use super::{
-    insert_unless_exists, now,
+    insert_unless_exists,
+    log::{self, Kind, Subject},
+    now,
     pagination::{self, Page, PageRequest},
     users,
 };
@@ -72,6 +74,18 @@ pub async fn is_member(db: &impl ConnectionTrait, room_id: i64, user_id: i64) ->
 
 /// The room, if `user_id` is one of its current members: `NOT_FOUND` when the
 /// room does not exist, `FORBIDDEN` when the user is not in it.
+/// The ids of a room's current members.
+pub async fn member_ids(db: &impl ConnectionTrait, room_id: i64) -> AppResult<HashSet<i64>> {
+    let ids: Vec<i64> = current_memberships()
+        .select_only()
+        .column(membership::Column::UserId)
+        .filter(membership::Column::RoomId.eq(room_id))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(ids.into_iter().collect())
+}
+
 pub async fn require_member(
     db: &impl ConnectionTrait,
     room_id: i64,
@@ -186,9 +200,9 @@ pub async fn create(
             e.into()
         }
     })?;
-    add_members(&txn, room.id, &member_ids).await?;
+    let added = add_members(&txn, room.id, &member_ids).await?;
     txn.commit().await?;
-    joined(events, room.id, &member_ids).await;
+    announce_members(events, room.id, &added, true).await;
     tracing::info!(
         room_id = room.id,
         members = member_ids.len(),
@@ -197,10 +211,17 @@ pub async fn create(
     Ok(room)
 }
 
-async fn add_members(db: &impl ConnectionTrait, room_id: i64, user_ids: &[i64]) -> AppResult<()> {
+/// Add current memberships, each a numbered `member_joined` event of the
+/// room, in the caller's transaction. Returns `(user, number)` pairs.
+async fn add_members(
+    db: &impl ConnectionTrait,
+    room_id: i64,
+    user_ids: &[i64],
+) -> AppResult<Vec<(i64, i64)>> {
     if user_ids.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
+    let first = log::take(db, room_id, user_ids.len() as i64).await?;
     let joined_at = now();
     membership::Entity::insert_many(user_ids.iter().map(|&user_id| membership::ActiveModel {
         room_id: Set(room_id),
@@ -211,18 +232,46 @@ async fn add_members(db: &impl ConnectionTrait, room_id: i64, user_ids: &[i64]) 
     }))
     .exec(db)
     .await?;
-    Ok(())
+    let numbered: Vec<(i64, i64)> = user_ids
+        .iter()
+        .enumerate()
+        .map(|(n, &user)| (user, first + n as i64))
+        .collect();
+    room_event::Entity::insert_many(numbered.iter().map(|&(user, seq)| {
+        room_event::ActiveModel::from(room_event::Model {
+            room_id,
+            seq,
+            kind: Kind::MemberJoined.as_str().to_owned(),
+            message_id: None,
+            user_id: Some(user),
+            emoji: None,
+            at: joined_at,
+        })
+    }))
+    .exec_without_returning(db)
+    .await?;
+    Ok(numbered)
 }
 
 /// Memberships changed (committed): bump the room's version and the
 /// memberships' before answering, then tell live subscriptions.
-async fn joined(events: &dyn EventBus, room_id: i64, user_ids: &[i64]) {
+async fn announce_members(
+    events: &dyn EventBus,
+    room_id: i64,
+    changes: &[(i64, i64)],
+    joined: bool,
+) {
     events
         .versions()
         .bump(&[(Key::Room(room_id), 1), (Key::Memberships, 1)])
         .await;
-    for &user_id in user_ids {
-        events.publish(Event::MembershipChanged { room_id, user_id });
+    for &(user_id, seq) in changes {
+        events.publish(Event::MembershipChanged {
+            room_id,
+            user_id,
+            joined,
+            seq,
+        });
     }
 }
 
@@ -242,7 +291,11 @@ pub async fn join(
         return Err(AppError::BadInput("Can't join a private chat".to_owned()));
     }
     let already = || AppError::Conflict("You are already a member of this room".to_owned());
-    if is_member(db, room_id, user_id).await? {
+    let txn = super::begin_write(db).await?;
+    // The number first: it locks the room, so two joins of one user
+    // cannot both pass the check.
+    let seq = log::take(&txn, room_id, 1).await?;
+    if is_member(&txn, room_id, user_id).await? {
         return Err(already());
     }
     let membership = membership::ActiveModel {
@@ -252,7 +305,7 @@ pub async fn join(
         left_at: Set(None),
         ..Default::default()
     }
-    .insert(db)
+    .insert(&txn)
     .await
     .map_err(|e| {
         if is_unique_violation(&e) {
@@ -261,7 +314,20 @@ pub async fn join(
             e.into()
         }
     })?;
-    joined(events, room_id, &[user_id]).await;
+    log::record_numbered(
+        &txn,
+        room_id,
+        seq,
+        Kind::MemberJoined,
+        Subject {
+            user_id: Some(user_id),
+            ..Default::default()
+        },
+        membership.joined_at,
+    )
+    .await?;
+    txn.commit().await?;
+    announce_members(events, room_id, &[(user_id, seq)], true).await;
     Ok(membership)
 }
 
@@ -285,13 +351,10 @@ pub async fn leave(
         return Err(AppError::NotFound("user"));
     }
     let txn = super::begin_write(db).await?;
-    // Lock the room: two last members leaving at once must not each see
-    // the other still there and both leave the room behind (SQLite has one
-    // writer at a time anyway and ignores the lock).
-    room::Entity::find_by_id(room_id)
-        .lock_exclusive()
-        .one(&txn)
-        .await?;
+    // Taking the number locks the room: two last members leaving at once
+    // must not each see the other still there and both leave the room
+    // behind (SQLite has one writer at a time anyway).
+    let seq = log::take(&txn, room_id, 1).await?;
     let ended = membership::Entity::update_many()
         .col_expr(
             membership::Column::LeftAt,
@@ -313,9 +376,22 @@ pub async fn leave(
         .await?;
     if remaining == 0 {
         room::Entity::delete_by_id(room_id).exec(&txn).await?;
+    } else {
+        log::record_numbered(
+            &txn,
+            room_id,
+            seq,
+            Kind::MemberLeft,
+            Subject {
+                user_id: Some(user_id),
+                ..Default::default()
+            },
+            now(),
+        )
+        .await?;
     }
     txn.commit().await?;
-    joined(events, room_id, &[user_id]).await;
+    announce_members(events, room_id, &[(user_id, seq)], false).await;
     Ok(Left {
         room_deleted: remaining == 0,
     })
@@ -426,9 +502,9 @@ pub async fn find_or_create_direct(
     };
     match insert_unless_exists(&txn, row, room::Column::DirectKey).await {
         Ok(Some(room_id)) => {
-            add_members(&txn, room_id, &[a.user.id, b.user.id]).await?;
+            let added = add_members(&txn, room_id, &[a.user.id, b.user.id]).await?;
             txn.commit().await?;
-            joined(events, room_id, &[a.user.id, b.user.id]).await;
+            announce_members(events, room_id, &added, true).await;
         }
         // Another sender created the pair's room first: use theirs.
         Ok(None) => txn.rollback().await?,
@@ -442,8 +518,8 @@ pub async fn find_or_create_direct(
             if let Some(room) = direct_room(db, from, to).await? {
                 return Ok(room);
             }
-            let room = create_direct_with_key_name(db, &key, a.user.id, b.user.id).await?;
-            joined(events, room.id, &[a.user.id, b.user.id]).await;
+            let (room, added) = create_direct_with_key_name(db, &key, a.user.id, b.user.id).await?;
+            announce_members(events, room.id, &added, true).await;
             return Ok(room);
         }
         Err(e) => return Err(e),
@@ -458,7 +534,7 @@ async fn create_direct_with_key_name(
     key: &str,
     a: i64,
     b: i64,
-) -> AppResult<room::Model> {
+) -> AppResult<(room::Model, Vec<(i64, i64)>)> {
     let txn = super::begin_write(db).await?;
     let row = room::ActiveModel {
         name: Set(format!("direct:{key}")),
@@ -467,15 +543,17 @@ async fn create_direct_with_key_name(
         created_at: Set(now()),
         ..Default::default()
     };
+    let mut added = Vec::new();
     if let Some(room_id) = insert_unless_exists(&txn, row, room::Column::DirectKey).await? {
-        add_members(&txn, room_id, &[a, b]).await?;
+        added = add_members(&txn, room_id, &[a, b]).await?;
     }
     txn.commit().await?;
-    room::Entity::find()
+    let room = room::Entity::find()
         .filter(room::Column::DirectKey.eq(key))
         .one(db)
         .await?
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("direct room {key} vanished")))
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("direct room {key} vanished")))?;
+    Ok((room, added))
 }
 
 fn rooms_of(user_id: i64) -> Select<room::Entity> {

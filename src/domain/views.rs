@@ -107,6 +107,7 @@ struct MemberRow {
     is_direct: bool,
     direct_key: Option<String>,
     created_at: DateTime<Utc>,
+    event_seq: i64,
     member_id: Option<i64>,
     member_name: Option<String>,
 }
@@ -119,6 +120,10 @@ struct MessageRow {
     text: String,
     sent_at: DateTime<Utc>,
     task_id: Option<Uuid>,
+    seq: i64,
+    edited_at: Option<DateTime<Utc>>,
+    deleted_at: Option<DateTime<Utc>>,
+    reply_to_id: Option<i64>,
     sender_name: Option<String>,
 }
 
@@ -141,7 +146,7 @@ pub async fn load(
     // Every interpolated value is an integer.
     let list = id_list(ids);
     let sql = format!(
-        "SELECT r.id, r.name, r.is_direct, r.direct_key, r.created_at, \
+        "SELECT r.id, r.name, r.is_direct, r.direct_key, r.created_at, r.event_seq, \
                 u.id AS member_id, u.username AS member_name \
          FROM rooms r \
          LEFT JOIN memberships m ON m.room_id = r.id AND m.left_at IS NULL \
@@ -160,6 +165,7 @@ pub async fn load(
                 is_direct: row.is_direct,
                 direct_key: row.direct_key,
                 created_at: row.created_at,
+                event_seq: row.event_seq,
             },
             members: Vec::new(),
             recent: None,
@@ -175,8 +181,8 @@ pub async fn load(
     if found.is_empty() {
         return Ok(views);
     }
-    let columns = "m.id, m.room_id, m.sender_id, m.text, m.sent_at, m.task_id, \
-                   u.username AS sender_name";
+    let columns = "m.id, m.room_id, m.sender_id, m.text, m.sent_at, m.task_id, m.seq, \
+                   m.edited_at, m.deleted_at, m.reply_to_id, u.username AS sender_name";
     let limit = window + 1;
     let sql = if let [room] = found.as_slice() {
         format!(
@@ -187,12 +193,13 @@ pub async fn load(
         )
     } else {
         format!(
-            "SELECT id, room_id, sender_id, text, sent_at, task_id, sender_name FROM (\
+            "SELECT {}, sender_name FROM (\
                SELECT {columns}, \
                       ROW_NUMBER() OVER (PARTITION BY m.room_id ORDER BY m.id DESC) AS position \
                FROM messages m LEFT JOIN users u ON u.id = m.sender_id \
                WHERE m.room_id IN ({})) numbered \
              WHERE position <= {limit} ORDER BY room_id, id",
+            super::messages::COLUMNS,
             id_list(&found)
         )
     };
@@ -212,6 +219,10 @@ pub async fn load(
                     text: row.text,
                     sent_at: row.sent_at,
                     task_id: row.task_id,
+                    seq: row.seq,
+                    edited_at: row.edited_at,
+                    deleted_at: row.deleted_at,
+                    reply_to_id: row.reply_to_id,
                 },
                 sender: row.sender_name,
             }));

@@ -29,6 +29,14 @@ pub struct StoredMessage {
     pub text: String,
     pub sent_at: DateTime<Utc>,
     pub task_id: Option<Uuid>,
+    #[serde(default)]
+    pub seq: i64,
+    #[serde(default)]
+    pub edited_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub deleted_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub reply_to_id: Option<i64>,
 }
 
 impl From<&entity::message::Model> for StoredMessage {
@@ -40,6 +48,10 @@ impl From<&entity::message::Model> for StoredMessage {
             text: m.text.clone(),
             sent_at: m.sent_at,
             task_id: m.task_id,
+            seq: m.seq,
+            edited_at: m.edited_at,
+            deleted_at: m.deleted_at,
+            reply_to_id: m.reply_to_id,
         }
     }
 }
@@ -53,6 +65,10 @@ impl From<StoredMessage> for entity::message::Model {
             text: m.text,
             sent_at: m.sent_at,
             task_id: m.task_id,
+            seq: m.seq,
+            edited_at: m.edited_at,
+            deleted_at: m.deleted_at,
+            reply_to_id: m.reply_to_id,
         }
     }
 }
@@ -70,8 +86,65 @@ pub enum Event {
         #[serde(default)]
         room_version: u64,
     },
+    /// A message was edited or deleted (then it is a tombstone): the message
+    /// as it is now, and the number of the change among its room's events.
+    MessageChanged {
+        message: StoredMessage,
+        seq: i64,
+        /// The room's version once the change is in it (0: unknown).
+        #[serde(default)]
+        room_version: u64,
+    },
+    /// A user put an emoji on a message, or took it off.
+    ReactionChanged {
+        room_id: i64,
+        message_id: i64,
+        user_id: i64,
+        emoji: String,
+        added: bool,
+        seq: i64,
+    },
     /// A user joined or left a room (or a direct room was created for them).
-    MembershipChanged { room_id: i64, user_id: i64 },
+    MembershipChanged {
+        room_id: i64,
+        user_id: i64,
+        /// True for a join, false for a leave.
+        #[serde(default)]
+        joined: bool,
+        /// The change's number among the room's events (0: unknown).
+        #[serde(default)]
+        seq: i64,
+    },
+    /// A member started or stopped typing in a room. Never stored.
+    Typing {
+        room_id: i64,
+        user_id: i64,
+        typing: bool,
+        /// When the indicator lapses unless renewed.
+        expires_at: DateTime<Utc>,
+    },
+    /// A user came online (a first live connection on any instance) or
+    /// went offline (the last one closed, or its instance stopped beating).
+    PresenceChanged {
+        user_id: i64,
+        online: bool,
+        last_seen_at: Option<DateTime<Utc>>,
+    },
+}
+
+impl Event {
+    /// The room an event happened in, if it happened in one.
+    pub fn room_id(&self) -> Option<i64> {
+        match self {
+            Event::MessageStored { message, .. } | Event::MessageChanged { message, .. } => {
+                Some(message.room_id)
+            }
+            Event::ReactionChanged { room_id, .. }
+            | Event::MembershipChanged { room_id, .. }
+            | Event::Typing { room_id, .. } => Some(*room_id),
+            Event::TaskUpdated { .. } | Event::PresenceChanged { .. } => None,
+        }
+    }
 }
 
 /// Publish and subscribe to events.
@@ -142,6 +215,8 @@ mod tests {
         let event = Event::MembershipChanged {
             room_id: 1,
             user_id: 2,
+            joined: true,
+            seq: 3,
         };
         bus.publish(event.clone());
         assert_eq!(a.recv().await.unwrap(), event);
@@ -153,6 +228,8 @@ mod tests {
         let json = serde_json::to_value(Event::MembershipChanged {
             room_id: 1,
             user_id: 2,
+            joined: false,
+            seq: 0,
         })
         .unwrap();
         assert_eq!(json["type"], "membership_changed");

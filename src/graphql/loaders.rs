@@ -38,14 +38,20 @@ use crate::{
         views::{self, Named},
     },
     error::AppError,
+    presence::Presence,
     readmodel::{Entry, RoomViews},
 };
+
+mod chat;
+
+pub use chat::{LastSeenOf, MentionsOf, OnlineOf, ReactionsOf, ReplyCountOf, UnreadMentionsIn};
 
 pub type LoadError = Arc<AppError>;
 
 pub struct DbLoader {
-    db: DatabaseConnection,
-    views: Arc<RoomViews>,
+    pub(super) db: DatabaseConnection,
+    pub(super) views: Arc<RoomViews>,
+    pub(super) presence: Arc<Presence>,
 }
 
 /// The per-request loader.
@@ -59,7 +65,11 @@ pub struct Rounds {
 
 /// A loader for one request (or one subscription event), and the round
 /// counter that decides when its batches run.
-pub fn per_request(db: DatabaseConnection, views: Arc<RoomViews>) -> (Loaders, Rounds) {
+pub fn per_request(
+    db: DatabaseConnection,
+    views: Arc<RoomViews>,
+    presence: Arc<Presence>,
+) -> (Loaders, Rounds) {
     let (ended, watcher) = watch::channel(0u64);
     let spawner = move |batch: futures::future::BoxFuture<'static, ()>| {
         let mut watcher = watcher.clone();
@@ -71,7 +81,15 @@ pub fn per_request(db: DatabaseConnection, views: Arc<RoomViews>) -> (Loaders, R
             batch.await;
         });
     };
-    let loaders = DataLoader::new(DbLoader { db, views }, spawner).delay(Duration::ZERO);
+    let loaders = DataLoader::new(
+        DbLoader {
+            db,
+            views,
+            presence,
+        },
+        spawner,
+    )
+    .delay(Duration::ZERO);
     (loaders, Rounds { ended })
 }
 
@@ -232,7 +250,10 @@ pub struct MemberOf {
     pub room: i64,
 }
 
-fn group_by_viewer<K: Copy>(keys: &[K], split: impl Fn(K) -> (i64, i64)) -> HashMap<i64, Vec<i64>> {
+pub(super) fn group_by_viewer<K: Copy>(
+    keys: &[K],
+    split: impl Fn(K) -> (i64, i64),
+) -> HashMap<i64, Vec<i64>> {
     let mut groups: HashMap<i64, Vec<i64>> = HashMap::new();
     for &key in keys {
         let (viewer, id) = split(key);

@@ -8,7 +8,9 @@ use super::{
     ContextExt, TotalCount,
     connection::{connection, page_cost, page_request, wants_total},
     load,
-    loaders::{ReceiptsOf, RoomById, SeenBy, UserById},
+    loaders::{
+        MentionsOf, MessageById, ReactionsOf, ReceiptsOf, ReplyCountOf, RoomById, SeenBy, UserById,
+    },
     rooms::{Room, require_member},
     tasks::Task,
     users::{User, parse_id},
@@ -74,6 +76,71 @@ impl Message {
             .map(SeenReceipt)
             .collect())
     }
+    /// When the sender last edited the text; null if never.
+    async fn edited_at(&self) -> Option<DateTime<Utc>> {
+        self.0.message.edited_at
+    }
+    /// When the sender deleted the message, which stays as a tombstone:
+    /// its text is empty, its reactions and mentions are gone.
+    async fn deleted_at(&self) -> Option<DateTime<Utc>> {
+        self.0.message.deleted_at
+    }
+    /// The message this one replies to (a tombstone once deleted); null
+    /// for a message that replies to none.
+    async fn reply_to(&self, ctx: &Context<'_>) -> Result<Option<Message>> {
+        let Some(parent) = self.0.message.reply_to_id else {
+            return Ok(None);
+        };
+        Ok(load(ctx, MessageById(parent)).await?.map(Message::of))
+    }
+    /// How many messages reply to this one (`Room.thread` lists them).
+    async fn reply_count(&self, ctx: &Context<'_>) -> Result<i32> {
+        let count = load(ctx, ReplyCountOf(self.0.message.id))
+            .await?
+            .unwrap_or(0);
+        Ok(count.min(i32::MAX as u64) as i32)
+    }
+    /// The reactions: one entry per emoji, the earliest first.
+    async fn reactions(&self, ctx: &Context<'_>) -> Result<Vec<Reaction>> {
+        let viewer = ctx.optional_viewer_id().await.extend()?.unwrap_or(0);
+        let key = ReactionsOf {
+            viewer,
+            message: self.0.message.id,
+        };
+        Ok(load(ctx, key)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| Reaction {
+                emoji: r.emoji,
+                count: r.count.min(i32::MAX as u64) as i32,
+                viewer_reacted: r.viewer_reacted,
+            })
+            .collect())
+    }
+    /// The room's members this message mentions (`@username`), by id.
+    async fn mentions(&self, ctx: &Context<'_>) -> Result<Vec<User>> {
+        let ids = load(ctx, MentionsOf(self.0.message.id))
+            .await?
+            .unwrap_or_default();
+        let mut users = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(user) = load(ctx, UserById(id)).await? {
+                users.push(User::public(user));
+            }
+        }
+        Ok(users)
+    }
+    /// Does this message mention the viewer?
+    async fn mentioned(&self, ctx: &Context<'_>) -> Result<bool> {
+        let Some(viewer) = ctx.optional_viewer_id().await.extend()? else {
+            return Ok(false);
+        };
+        let ids = load(ctx, MentionsOf(self.0.message.id))
+            .await?
+            .unwrap_or_default();
+        Ok(ids.contains(&viewer))
+    }
     /// Has the viewer seen this message? True for the viewer's own messages.
     async fn seen_by_viewer(&self, ctx: &Context<'_>) -> Result<bool> {
         let viewer = ctx.viewer_id().await.extend()?;
@@ -90,6 +157,16 @@ impl Message {
         .await?
         .unwrap_or(false))
     }
+}
+
+/// One emoji on a message.
+#[derive(SimpleObject)]
+pub struct Reaction {
+    pub emoji: String,
+    /// How many users put it there.
+    pub count: i32,
+    /// Did the viewer put it there?
+    pub viewer_reacted: bool,
 }
 
 /// A user's first sighting of a message.
@@ -142,6 +219,10 @@ impl MessageQuery {
     }
 }
 
+fn optional_id(field: &str, id: Option<&ID>) -> crate::error::AppResult<Option<i64>> {
+    id.map(|id| parse_id(field, id)).transpose()
+}
+
 #[derive(Default)]
 pub struct MessageMutation;
 
@@ -149,35 +230,42 @@ pub struct MessageMutation;
 impl MessageMutation {
     /// Send a direct message to a user. Answers at once with the task that
     /// stores it; the pair's direct room is created with the first message.
+    /// `replyToId` names a message of that room to answer (else the task
+    /// fails).
     async fn send_direct_message(
         &self,
         ctx: &Context<'_>,
         to_user_id: ID,
         text: String,
+        reply_to_id: Option<ID>,
     ) -> Result<Task> {
         let from = ctx.viewer_id().await.extend()?;
         let to = parse_id("toUserId", &to_user_id).extend()?;
+        let reply_to = optional_id("replyToId", reply_to_id.as_ref()).extend()?;
         let task = ctx
             .sends()
-            .direct(from, to, text, ctx.client_ip())
+            .direct(from, to, text, reply_to, ctx.client_ip())
             .await
             .extend()?;
         Ok(Task(task))
     }
 
     /// Send a message to a room. Answers at once with the task that stores
-    /// it; the task fails if the viewer is not a member of the room.
+    /// it; the task fails if the viewer is not a member of the room, or if
+    /// `replyToId` is not a message of the room.
     async fn send_group_message(
         &self,
         ctx: &Context<'_>,
         room_id: ID,
         text: String,
+        reply_to_id: Option<ID>,
     ) -> Result<Task> {
         let from = ctx.viewer_id().await.extend()?;
         let room_id = parse_id("roomId", &room_id).extend()?;
+        let reply_to = optional_id("replyToId", reply_to_id.as_ref()).extend()?;
         let task = ctx
             .sends()
-            .group(from, room_id, text, ctx.client_ip())
+            .group(from, room_id, text, reply_to, ctx.client_ip())
             .await
             .extend()?;
         Ok(Task(task))
@@ -192,11 +280,7 @@ impl MessageMutation {
         up_to_message_id: Option<ID>,
     ) -> Result<MarkRoomSeenPayload> {
         let id = parse_id("roomId", &room_id).extend()?;
-        let up_to = up_to_message_id
-            .as_ref()
-            .map(|m| parse_id("upToMessageId", m))
-            .transpose()
-            .extend()?;
+        let up_to = optional_id("upToMessageId", up_to_message_id.as_ref()).extend()?;
         let db = ctx.db();
         let room = rooms::get(db, id).await.extend()?;
         let viewer = require_member(ctx, id).await?;

@@ -5,19 +5,23 @@
 //! DataLoader) is attached by [`prepare`], which every transport calls.
 
 mod auth;
+mod chat;
 mod connection;
 mod introspection;
 pub mod limits;
 pub mod loaders;
 mod messages;
 mod order;
+mod room_events;
 mod rooms;
+mod search;
 pub mod subscriptions;
 mod tasks;
 mod users;
 
 use async_graphql::{
-    Context, ErrorExtensions, MergedObject, Request, Schema, SchemaBuilder, ServerError,
+    Context, ErrorExtensions, MergedObject, MergedSubscription, Request, Schema, SchemaBuilder,
+    ServerError,
 };
 use futures::{StreamExt, stream::BoxStream};
 use sea_orm::DatabaseConnection;
@@ -31,8 +35,10 @@ use crate::{
     error::AppResult,
     events::EventBus,
     identity::{Identity, KnownUsers},
+    presence::Presence,
     readmodel::RoomViews,
     sends::Sends,
+    typing::Typing,
 };
 
 use async_graphql::dataloader::Loader;
@@ -45,6 +51,7 @@ pub struct Query(
     users::UserQuery,
     rooms::RoomQuery,
     messages::MessageQuery,
+    search::SearchQuery,
     tasks::TaskQuery,
 );
 
@@ -54,11 +61,18 @@ pub struct Mutation(
     users::UserMutation,
     rooms::RoomMutation,
     messages::MessageMutation,
+    chat::ChatMutation,
+);
+
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(
+    subscriptions::MessageSubscription,
+    room_events::RoomEventSubscription,
 );
 
 pub type ChatSchema = Schema<Query, Mutation, Subscription>;
 
-pub use subscriptions::{Subscription, SubscriptionSettings};
+pub use subscriptions::SubscriptionSettings;
 
 /// Settings resolvers need at run time.
 #[derive(Debug, Clone)]
@@ -68,22 +82,31 @@ pub struct Limits {
 }
 
 fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
-    Schema::build(Query::default(), Mutation::default(), Subscription)
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+}
+
+/// The services resolvers call.
+pub struct Services {
+    pub sends: Sends,
+    pub accounts: Accounts,
+    pub events: Arc<dyn EventBus>,
+    pub typing: Arc<Typing>,
+    pub presence: Arc<Presence>,
 }
 
 /// The executable schema, with its limits and services.
-pub fn build(
-    config: &Config,
-    db: DatabaseConnection,
-    sends: Sends,
-    accounts: Accounts,
-    events: Arc<dyn EventBus>,
-) -> ChatSchema {
+pub fn build(config: &Config, db: DatabaseConnection, services: Services) -> ChatSchema {
     let mut builder = builder()
         .data(db)
-        .data(sends)
-        .data(accounts)
-        .data(events)
+        .data(services.sends)
+        .data(services.accounts)
+        .data(services.events)
+        .data(services.typing)
+        .data(services.presence)
         .data(SubscriptionSettings {
             recheck: config.unread_recheck(),
         })
@@ -158,6 +181,7 @@ pub struct Gateway {
     pub schema: ChatSchema,
     db: DatabaseConnection,
     views: Arc<RoomViews>,
+    presence: Arc<Presence>,
     limits: Arc<QueryLimits>,
     timeout: Duration,
     max_response_bytes: usize,
@@ -168,12 +192,14 @@ impl Gateway {
         schema: ChatSchema,
         db: DatabaseConnection,
         views: Arc<RoomViews>,
+        presence: Arc<Presence>,
         config: &Config,
     ) -> Self {
         Gateway {
             schema,
             db,
             views,
+            presence,
             limits: Arc::new(QueryLimits::from_config(config)),
             timeout: config.graphql_timeout(),
             max_response_bytes: config.graphql_max_response_bytes,
@@ -215,7 +241,8 @@ impl Gateway {
                 };
             }
         };
-        let (loaders, rounds) = loaders::per_request(self.db.clone(), self.views.clone());
+        let (loaders, rounds) =
+            loaders::per_request(self.db.clone(), self.views.clone(), self.presence.clone());
         let request = request
             .data(Viewer::new(identity))
             .data(loaders)
@@ -249,7 +276,8 @@ impl Gateway {
                 return futures::stream::once(async move { response }).boxed();
             }
         };
-        let (loaders, rounds) = loaders::per_request(self.db.clone(), self.views.clone());
+        let (loaders, rounds) =
+            loaders::per_request(self.db.clone(), self.views.clone(), self.presence.clone());
         let request = request
             .data(Viewer::new(identity))
             .data(loaders)
@@ -358,6 +386,7 @@ pub(crate) trait ContextExt {
     fn client_ip(&self) -> Option<std::net::IpAddr>;
     fn accounts(&self) -> &Accounts;
     fn events(&self) -> &Arc<dyn EventBus>;
+    fn typing(&self) -> &Arc<Typing>;
     fn known_users(&self) -> &KnownUsers;
     fn viewer(&self) -> Option<&Viewer>;
     /// The viewer's user id; `UNAUTHENTICATED` when there is none.
@@ -394,6 +423,10 @@ impl ContextExt for Context<'_> {
 
     fn events(&self) -> &Arc<dyn EventBus> {
         self.data_unchecked::<Arc<dyn EventBus>>()
+    }
+
+    fn typing(&self) -> &Arc<Typing> {
+        self.data_unchecked::<Arc<Typing>>()
     }
 
     fn known_users(&self) -> &KnownUsers {

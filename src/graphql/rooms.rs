@@ -16,8 +16,8 @@ use super::{
     connection::{connection, page_cost, page_request, wants_total},
     load,
     loaders::{
-        HistoryOf, MemberOf, MembersOf, MessageCountOf, MessagesOf, RoomById, UnreadIn, UserById,
-        ViewOf,
+        HistoryOf, MemberOf, MembersOf, MessageCountOf, MessagesOf, ReplyCountOf, RoomById,
+        UnreadIn, UnreadMentionsIn, UserById, ViewOf,
     },
     messages::Message,
     users::{User, parse_id},
@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use crate::{
     domain::{
+        messages,
         pagination::{Page, page_in_memory},
         rooms::{self, RoomScope},
         views::RoomView,
@@ -171,6 +172,57 @@ impl Room {
             _ => load(ctx, MessageCountOf(self.0.id)).await?.unwrap_or(0),
         };
         Ok(connection(page, total, |m| m.0.message.id, |m| m))
+    }
+
+    /// The replies to one of the room's messages, oldest first (`last: N`
+    /// for the newest N). Members only.
+    #[graphql(complexity = "page_cost(first, last, child_complexity)")]
+    async fn thread(
+        &self,
+        ctx: &Context<'_>,
+        message_id: ID,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> Result<Connection<String, Message, TotalCount>> {
+        self.require_member(ctx).await?;
+        let parent = parse_id("messageId", &message_id).extend()?;
+        let request = page_request(ctx, first, after, last, before).extend()?;
+        let db = ctx.db();
+        let page = messages::replies_page(db, self.0.id, parent, request)
+            .await
+            .extend()?;
+        let total = if wants_total(ctx) {
+            load(ctx, ReplyCountOf(parent)).await?.unwrap_or(0)
+        } else {
+            0
+        };
+        Ok(connection(page, total, |m| m.id, Message::of))
+    }
+
+    /// Members typing in this room now, by user id (indicators lapse
+    /// after a few seconds without renewal). Members only.
+    async fn typing(&self, ctx: &Context<'_>) -> Result<Vec<User>> {
+        self.require_member(ctx).await?;
+        let mut users = Vec::new();
+        for (id, _) in ctx.typing().typing_in(self.0.id) {
+            if let Some(user) = load(ctx, UserById(id)).await? {
+                users.push(User::public(user));
+            }
+        }
+        Ok(users)
+    }
+
+    /// How many unseen messages of this room mention the viewer. Members only.
+    async fn unread_mention_count(&self, ctx: &Context<'_>) -> Result<i32> {
+        let viewer = self.require_member(ctx).await?;
+        let key = UnreadMentionsIn {
+            viewer,
+            room: self.0.id,
+        };
+        let count = load(ctx, key).await?.unwrap_or(0);
+        Ok(count.min(i32::MAX as u64) as i32)
     }
 
     /// How many messages in this room the viewer has not seen. Members only.

@@ -42,7 +42,7 @@ const RECHECK_BATCH: u64 = 500;
 const DELIVERED_MAX: usize = 10_000;
 
 #[derive(Default)]
-pub struct Subscription;
+pub struct MessageSubscription;
 
 /// What the unread stream waits for next.
 enum Wake {
@@ -171,7 +171,7 @@ impl UnreadStream {
                     Wake::Event(Event::MembershipChanged { user_id, .. }) => {
                         user_id == self.state.viewer
                     }
-                    Wake::Event(Event::TaskUpdated { .. }) => false,
+                    Wake::Event(_) => false,
                     Wake::Lagged | Wake::Tick => true,
                     Wake::Closed => return None,
                 };
@@ -263,9 +263,16 @@ impl RoomStream {
                         self.take(message.into(), true);
                         false
                     }
-                    Wake::Event(Event::MembershipChanged { room_id, user_id })
-                        if room_id == self.room && user_id == self.viewer =>
+                    // An edit or a delete: the message again, as it is now.
+                    Wake::Event(Event::MessageChanged { message, .. })
+                        if message.room_id == self.room =>
                     {
+                        self.pending.push_back(message.into());
+                        false
+                    }
+                    Wake::Event(Event::MembershipChanged {
+                        room_id, user_id, ..
+                    }) if room_id == self.room && user_id == self.viewer => {
                         // Left (or the room is gone): the stream ends.
                         if !Box::pin(rooms::is_member(&self.db, self.room, self.viewer))
                             .await
@@ -290,7 +297,7 @@ impl RoomStream {
 }
 
 #[Subscription]
-impl Subscription {
+impl MessageSubscription {
     /// The viewer's new unread messages, pushed as they are stored. With
     /// `after` (the `cursor` of the last message received), first every
     /// unread message stored since then, so a reconnecting client misses

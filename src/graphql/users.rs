@@ -12,7 +12,7 @@ use super::{
     ContextExt, TotalCount,
     connection::{connection, page_cost, page_request, wants_total},
     load, load_error,
-    loaders::{MembershipsOfUser, ProfileOf, RoomById, UserById},
+    loaders::{LastSeenOf, MembershipsOfUser, OnlineOf, ProfileOf, RoomById, UserById},
     rooms::{Room, can_see},
 };
 use std::sync::Arc;
@@ -65,12 +65,23 @@ impl From<UserStatus> for Status {
     }
 }
 
-/// A user's presence: status and an optional status message.
+/// A user's profile: the status they chose and an optional status message.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct Profile {
     pub id: ID,
     pub status: UserStatus,
     pub status_msg: Option<String>,
+}
+
+/// Whether a user is connected now.
+#[derive(SimpleObject, Clone, Debug)]
+#[graphql(name = "Presence")]
+pub struct UserPresence {
+    /// True while the user has a live websocket connection.
+    pub online: bool,
+    /// When the user's last connection closed; null while online or if
+    /// never seen.
+    pub last_seen_at: Option<DateTime<Utc>>,
 }
 
 /// A user account. Resolvers read what the query selects: a user named by
@@ -181,6 +192,21 @@ impl User {
             }
         }
         Ok(visible)
+    }
+
+    /// Is the user connected now (a live websocket on any instance)? Not
+    /// the status they chose, which `profile` shows.
+    async fn presence(&self, ctx: &Context<'_>) -> Result<UserPresence> {
+        let online = load(ctx, OnlineOf(self.id)).await?.unwrap_or(false);
+        let last_seen_at = if online {
+            None
+        } else {
+            load(ctx, LastSeenOf(self.id)).await?
+        };
+        Ok(UserPresence {
+            online,
+            last_seen_at,
+        })
     }
 
     async fn profile(&self, ctx: &Context<'_>) -> Result<Profile> {

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::time::Sleep;
 
 use super::ClientIp;
-use crate::{app::AppState, identity::Identity};
+use crate::{app::AppState, identity::Identity, presence::PresenceGuard};
 
 pub const TRANSPORT_WS: &str = "graphql-transport-ws";
 pub const LEGACY_WS: &str = "graphql-ws";
@@ -94,6 +94,7 @@ pub async fn serve(
         client,
         viewer: None,
         user: None,
+        presence: None,
         operations: Vec::new(),
         next_operation: 0,
         queue: VecDeque::new(),
@@ -153,6 +154,8 @@ struct Session {
     viewer: Option<Identity>,
     /// The viewer's user id, once known.
     user: Option<i64>,
+    /// Held while the connection is live: the viewer is online.
+    presence: Option<PresenceGuard>,
     operations: Vec<Operation>,
     /// Where the next round of polling operations starts, so a busy
     /// operation cannot starve the others.
@@ -438,6 +441,7 @@ impl Session {
             {
                 Ok(user) => {
                     self.user = Some(user);
+                    self.presence = Some(self.state.presence.connected(user));
                     true
                 }
                 Err(_) => false,

@@ -37,12 +37,21 @@ pub const PAYLOAD_VERSION: u32 = 1;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Job {
     /// Store a direct message, creating the pair's room on the first one.
-    SendDirectMessage { from: i64, to: i64, text: String },
+    SendDirectMessage {
+        from: i64,
+        to: i64,
+        text: String,
+        /// The message this one replies to (absent in older payloads).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<i64>,
+    },
     /// Store a message in a room the sender is a member of.
     SendGroupMessage {
         from: i64,
         room_id: i64,
         text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<i64>,
     },
     /// Mark a room's messages seen by a user (up to a message id, if given).
     MarkSeen {
@@ -215,6 +224,7 @@ mod tests {
                 from: 9,
                 room_id: 1,
                 text: "hi fam".into(),
+                reply_to: None,
             },
         };
         let value = serde_json::to_value(&envelope).unwrap();

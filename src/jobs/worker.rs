@@ -113,19 +113,26 @@ async fn run_batch(ctx: &JobContext, jobs: &[(Envelope, bool)]) -> Vec<Outcome> 
         }
         let task_id = envelope.task_id;
         match &envelope.job {
-            Job::SendDirectMessage { from, to, text } => {
+            Job::SendDirectMessage {
+                from,
+                to,
+                text,
+                reply_to,
+            } => {
                 delivery_slots.push(slot);
                 deliveries.push(Delivery {
                     task_id,
                     from: *from,
                     to: Recipient::User(*to),
                     text: text.clone(),
+                    reply_to: *reply_to,
                 });
             }
             Job::SendGroupMessage {
                 from,
                 room_id,
                 text,
+                reply_to,
             } => {
                 delivery_slots.push(slot);
                 deliveries.push(Delivery {
@@ -133,6 +140,7 @@ async fn run_batch(ctx: &JobContext, jobs: &[(Envelope, bool)]) -> Vec<Outcome> 
                     from: *from,
                     to: Recipient::Room(*room_id),
                     text: text.clone(),
+                    reply_to: *reply_to,
                 });
             }
             Job::MarkSeen {

@@ -107,7 +107,7 @@ pub async fn send_direct(
     let result = async {
         let to = target_id(&to, "User")?;
         let (from, text) = sender_and_text(&state, &headers, &raw).await?;
-        let task = state.sends.direct(from, to, text, client.0).await?;
+        let task = state.sends.direct(from, to, text, None, client.0).await?;
         Ok::<_, ChatError>(chat_ok(task.id.to_string()))
     }
     .await;
@@ -157,7 +157,10 @@ pub async fn send_group(
     let result = async {
         let room_id = target_id(&room, "Room")?;
         let (from, text) = sender_and_text(&state, &headers, &raw).await?;
-        let task = state.sends.group(from, room_id, text, client.0).await?;
+        let task = state
+            .sends
+            .group(from, room_id, text, None, client.0)
+            .await?;
         Ok::<_, ChatError>(chat_ok(task.id.to_string()))
     }
     .await;
@@ -346,8 +349,10 @@ async fn full_history(state: &AppState, room_id: i64, user: i64) -> Result<Respo
     let room = rooms::require_member(&state.db, room_id, user)
         .await
         .map_err(hidden_room)?;
-    let history = messages::list_room(&state.db, room_id).await?;
+    let mut history = messages::list_room(&state.db, room_id).await?;
     let last = history.last().map(|m| m.id);
+    // The legacy history never shows deleted messages.
+    history.retain(|m| m.deleted_at.is_none());
     let room = rooms_with_members(&state.db, &[room])
         .await?
         .pop()

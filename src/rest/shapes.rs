@@ -213,16 +213,20 @@ pub async fn named_senders(
 }
 
 /// A room's whole history from its view (which must hold every message):
-/// the statement for the senders' memberships only.
+/// the statement for the senders' memberships only. Deleted messages are
+/// left out, as the old service never showed them.
 pub async fn history_from_view(
     db: &impl ConnectionTrait,
     view: &RoomView,
 ) -> AppResult<RoomWithMessages> {
-    let messages = view
+    let messages: Vec<_> = view
         .recent
         .as_ref()
         .map(|r| r.messages.as_slice())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| m.message.deleted_at.is_none())
+        .collect();
     let names: HashMap<i64, String> = messages
         .iter()
         .filter_map(|m| Some((m.message.sender_id?, m.sender.clone()?)))

@@ -273,6 +273,7 @@ async fn tasks_left_undispatched_are_pushed_after_a_restart(backend: Backend) {
             from: 1,
             room_id: room,
             text: "from the outbox".into(),
+            reply_to: None,
         },
     )
     .await;

@@ -207,7 +207,6 @@ impl TestApp {
         )
         .await
         .expect("message stored")
-        .0
         .id
     }
 

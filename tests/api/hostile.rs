@@ -183,6 +183,7 @@ async fn one_bad_submission_fails_alone(app: TestApp) {
                 from: 1,
                 room_id: room,
                 text: text.clone(),
+                reply_to: None,
             };
             (text, jobs.submit(job).await)
         }));

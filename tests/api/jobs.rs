@@ -91,6 +91,7 @@ async fn invalid_sends_fail_without_retry(app: TestApp) {
             from: 1,
             room_id: room,
             text: String::new(),
+            reply_to: None,
         },
     )
     .await;
@@ -149,6 +150,7 @@ async fn unfinished_tasks_run_after_a_restart(app: TestApp) {
             from: 6,
             room_id: room,
             text: "survived".into(),
+            reply_to: None,
         },
     )
     .await;
@@ -158,6 +160,7 @@ async fn unfinished_tasks_run_after_a_restart(app: TestApp) {
             from: 5,
             to: 6,
             text: "half done".into(),
+            reply_to: None,
         },
     )
     .await;
@@ -181,6 +184,7 @@ async fn a_job_delivered_twice_stores_once(app: TestApp) {
             from: 3,
             room_id: room,
             text: "only once".into(),
+            reply_to: None,
         },
     )
     .await;

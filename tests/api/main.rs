@@ -5,6 +5,7 @@ mod helpers;
 
 mod abuse;
 mod auth;
+mod chat_features;
 mod cli;
 mod deploy;
 mod faktory;
