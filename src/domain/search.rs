@@ -21,6 +21,8 @@ pub const MAX_TERMS: usize = 8;
 pub const MAX_OFFSET: u64 = 10_000;
 /// Words shown around the first match in a snippet.
 const SNIPPET_WORDS: usize = 16;
+/// A text this short is shown whole.
+const SNIPPET_WHOLE_CHARS: usize = 160;
 
 /// The words of a query, lowercased: runs of letters and digits.
 pub fn terms(query: &str) -> AppResult<Vec<String>> {
@@ -226,17 +228,24 @@ pub fn snippet(text: &str, terms: &[String]) -> String {
         }
     }
     let first_hit = words.iter().position(|w| w.2).unwrap_or(0);
-    let first = first_hit.saturating_sub(SNIPPET_WORDS / 4);
-    let last = (first + SNIPPET_WORDS).min(words.len());
-    let (from, to) = match (
-        words.get(first),
-        last.checked_sub(1).and_then(|l| words.get(l)),
-    ) {
-        (Some(a), Some(b)) => (
-            if first == 0 { 0 } else { a.0 },
-            if last == words.len() { text.len() } else { b.1 },
-        ),
-        _ => (0, text.len()),
+    let (first, last) = if text.chars().count() <= SNIPPET_WHOLE_CHARS {
+        (0, words.len())
+    } else {
+        let first = first_hit.saturating_sub(SNIPPET_WORDS / 4);
+        (first, (first + SNIPPET_WORDS).min(words.len()))
+    };
+    // Cut at white space, so no word is split ("I'd" is two words).
+    let from = match words.get(first) {
+        Some(word) if first > 0 => text[..word.0]
+            .rfind(char::is_whitespace)
+            .map_or(0, |at| at + 1),
+        _ => 0,
+    };
+    let to = match last.checked_sub(1).and_then(|l| words.get(l)) {
+        Some(word) if last < words.len() => text[word.1..]
+            .find(char::is_whitespace)
+            .map_or(text.len(), |at| word.1 + at),
+        _ => text.len(),
     };
     let mut out = String::with_capacity(to - from + 32);
     if from > 0 {
@@ -283,7 +292,7 @@ mod tests {
             snippet("<b>Pizza</b> tonight?", &terms),
             "&lt;b&gt;<mark>Pizza</mark>&lt;/b&gt; tonight?"
         );
-        let long: String = (0..40).map(|n| format!("w{n} ")).collect::<String>() + "pizza end";
+        let long: String = (0..60).map(|n| format!("w{n} ")).collect::<String>() + "pizza end";
         let cut = snippet(&long, &terms);
         assert!(
             cut.starts_with('…') && cut.contains("<mark>pizza</mark>"),

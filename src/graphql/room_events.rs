@@ -143,7 +143,7 @@ impl TypingEvent {
     }
 }
 
-/// A member came online or went offline. Live only.
+/// Another member came online or went offline. Live only.
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct PresenceChangedEvent {
@@ -276,7 +276,7 @@ impl RoomEventStream {
                 online,
                 last_seen_at,
             } => {
-                if self.members.contains(&user_id) {
+                if user_id != self.viewer && self.members.contains(&user_id) {
                     self.pending
                         .push_back(RoomEvent::PresenceChanged(PresenceChangedEvent {
                             presence: UserPresence {

@@ -262,9 +262,10 @@ fn mark_seen_later(state: &AppState, user: i64, room: i64, up_to: i64) {
     operation_id = "room_history",
     tag = "messages",
     summary = "A room's messages",
-    description = "The room object plus `messages`: every message of the room, oldest first. \
-        Afterwards, in the background, every message of the room not sent by the user is marked \
-        seen by them.",
+    description = "The room object plus `messages`: every message of the room, oldest first, \
+        with its current text (an edited message shows the edit); deleted messages are left \
+        out. Afterwards, in the background, every message of the room not sent by the user is \
+        marked seen by them.",
     params(
         ("room_id" = i64, Path, description = "The room's id (anything else is a 404)."),
         ("user_id" = i64, Query, minimum = 1, description = "The acting user: a current member."),
@@ -377,8 +378,9 @@ async fn full_history(state: &AppState, room_id: i64, user: i64) -> Result<Respo
     tag = "messages",
     summary = "Unseen messages (long-polling)",
     description = "One room object per room where the user is a current member, each with \
-        `messages`: the messages the user has not seen, not sent by them, oldest first. \
-        Afterwards they are marked seen by the user in the background.",
+        `messages`: the messages the user has not seen, not sent by them and not deleted, \
+        oldest first, with their current text. Afterwards they are marked seen by the user in \
+        the background.",
     params(("user_id" = i64, Query, minimum = 1, description = "The acting user.")),
     responses(
         (status = 200, description = "The user's rooms with their unseen messages.",

@@ -141,6 +141,12 @@ impl TestApp {
         (self.config, self.backend, self.dir)
     }
 
+    /// Stop the app's own loops at once, as a crash would: no graceful
+    /// close, no cleanup (its open connections are left hanging).
+    pub fn kill(self) {
+        self.server.abort();
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

@@ -1,6 +1,7 @@
 // Compiled with the generated types (tsc --noEmit --strict): the types say
 // what the operations return.
 import type {
+  RoomEventsSubscription,
   RoomQuery,
   SendGroupMutation,
   TaskUpdatedSubscription,
@@ -25,4 +26,25 @@ export function taskId(data: SendGroupMutation): string {
 
 export function finished(update: TaskUpdatedSubscription): boolean {
   return update.taskUpdated.state === 'SUCCESS' || update.taskUpdated.state === 'FAILURE';
+}
+
+// The room event union narrows on __typename.
+export function describe(event: RoomEventsSubscription['roomEvents']): string {
+  switch (event.__typename) {
+    case 'MessageStoredEvent':
+      return `new: ${event.message.text}`;
+    case 'MessageEditedEvent':
+      return `edited: ${event.message.text}`;
+    case 'MessageDeletedEvent':
+      return `deleted: ${event.message.id}`;
+    case 'ReactionChangedEvent':
+      return `${event.user?.username ?? 'someone'} ${event.added ? 'added' : 'removed'} ${event.emoji}`;
+    case 'MemberJoinedEvent':
+    case 'MemberLeftEvent':
+      return `${event.__typename}: ${event.user?.username ?? ''}`;
+    case 'TypingEvent':
+      return `${event.user?.username ?? ''} ${event.typing ? 'is typing' : 'stopped'}`;
+    case 'PresenceChangedEvent':
+      return `${event.user?.username ?? ''} ${event.presence.online ? 'online' : 'offline'}`;
+  }
 }

@@ -1,7 +1,8 @@
 // The ecosystem's own clients against a running gateway (GATEWAY_URL):
 //   1. graphql-http's auditServer: every MUST and every SHOULD;
 //   2. graphql-ws's createClient over graphql-transport-ws: a subscription
-//      to unreadMessages receives a message sent through the legacy REST path;
+//      to unreadMessages receives a message sent through the legacy REST path,
+//      and roomEvents receives that message, its edit, a reaction and typing;
 //   3. GraphQL Code Generator from the live endpoint, compiled by tsc --strict;
 //   4. the schema file equals the live schema, as graphql-js prints both;
 //   5. GraphiQL in Debian's Chromium (playwright-core), a screenshot per step.
@@ -55,6 +56,54 @@ async function rest(method, pathAndQuery, body) {
   const text = await response.text();
   assert(response.ok, `${method} ${pathAndQuery}: ${response.status} ${text}`);
   return text ? JSON.parse(text) : null;
+}
+
+/// A GraphQL operation over HTTP as a user (legacy identity); its data.
+async function gql(user, query, variables) {
+  const response = await fetch(`${base}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-user-id': String(user) },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = await response.json();
+  assert(response.ok && !body.errors, `${query}: ${response.status} ${JSON.stringify(body)}`);
+  return body.data;
+}
+
+/// Subscribe with graphql-ws as `user`; resolves with the first `count`
+/// results once they arrived (or rejects after 15 s).
+function collect(client, query, variables, count) {
+  let dispose = () => {};
+  const results = new Promise((resolve, reject) => {
+    const seen = [];
+    const timer = setTimeout(
+      () => reject(new Error(`only ${seen.length} of ${count} results: ${JSON.stringify(seen)}`)),
+      15_000,
+    );
+    dispose = client.subscribe(
+      { query, variables },
+      {
+        next: (result) => {
+          if (result.errors) {
+            clearTimeout(timer);
+            reject(new Error(JSON.stringify(result.errors)));
+            return;
+          }
+          seen.push(result.data);
+          if (seen.length === count) {
+            clearTimeout(timer);
+            resolve(seen);
+          }
+        },
+        error: (error) => {
+          clearTimeout(timer);
+          reject(error instanceof Error ? error : new Error(JSON.stringify(error)));
+        },
+        complete: () => {},
+      },
+    );
+  });
+  return { results, dispose: () => dispose() };
 }
 
 /// A room of user_1 and user_2 through the legacy API; returns its id.
@@ -114,6 +163,49 @@ await step('graphql-ws: unreadMessages receives a message sent over REST', async
     await rest('POST', `/chat/group/${room}/`, { from: 1, text });
     const message = await received;
     assert(message.sender.username === 'user_1', JSON.stringify(message));
+  } finally {
+    await client.dispose();
+  }
+});
+
+await step('graphql-ws: roomEvents receives a send, its edit, a reaction and typing', async () => {
+  const room = await roomOfOneAndTwo('events');
+  const client = createClient({
+    url: base.replace(/^http/, 'ws') + '/graphql',
+    webSocketImpl: WebSocket,
+    connectionParams: { userId: 2 },
+    retryAttempts: 0,
+  });
+  try {
+    const query = `subscription($room: ID!) { roomEvents(roomId: $room) {
+      __typename
+      ... on MessageStoredEvent { cursor message { id text } }
+      ... on MessageEditedEvent { cursor message { id text editedAt } }
+      ... on ReactionChangedEvent { cursor emoji added user { username } }
+      ... on TypingEvent { typing user { username } } } }`;
+    const events = collect(client, query, { room }, 4);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const sent = await rest('POST', `/chat/group/${room}/`, { from: 1, text: `hi ${unique}` });
+    let message;
+    for (let i = 0; i < 100 && !message; i += 1) {
+      const state = await rest('GET', `/chat/task_state/${sent.data}`);
+      message = state.state === 'SUCCESS' ? state.result : undefined;
+      if (!message) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert(message, 'the send never succeeded');
+    await gql(1, 'mutation($id: ID!) { editMessage(messageId: $id, text: "edited") { id } }', { id: message.id });
+    await gql(2, 'mutation($id: ID!) { addReaction(messageId: $id, emoji: "🎉") { id } }', { id: message.id });
+    await gql(1, 'mutation($room: ID!) { setTyping(roomId: $room) { expiresAt } }', { room });
+    const seen = (await events.results).map((data) => data.roomEvents);
+    events.dispose();
+    const kinds = seen.map((event) => event.__typename).join(',');
+    assert(
+      kinds === 'MessageStoredEvent,MessageEditedEvent,ReactionChangedEvent,TypingEvent',
+      `events: ${JSON.stringify(seen)}`,
+    );
+    assert(seen[1].message.text === 'edited' && seen[1].message.editedAt, JSON.stringify(seen[1]));
+    assert(seen[2].emoji === '🎉' && seen[2].user.username === 'user_2', JSON.stringify(seen[2]));
+    assert(seen[3].typing === true && seen[3].user.username === 'user_1', JSON.stringify(seen[3]));
   } finally {
     await client.dispose();
   }
