@@ -224,7 +224,15 @@ impl RateLimiter {
                         if granted > 1
                             && let Ok(mut leases) = leases.lock()
                         {
-                            leases.insert((rule.name, key.to_owned()), (window, granted - 1));
+                            // Requests that found no lease at once each took
+                            // one: keep what is left of all of them.
+                            let lease = leases
+                                .entry((rule.name, key.to_owned()))
+                                .or_insert((window, 0));
+                            if lease.0 != window {
+                                *lease = (window, 0);
+                            }
+                            lease.1 += granted - 1;
                         }
                         Ok::<u64, redis::RedisError>(if granted > 0 {
                             rule.rate.limit.min(hits)
@@ -271,7 +279,13 @@ impl RateLimiter {
         } else {
             hits >= rule.rate.limit
         };
-        if over {
+        // Requests running at once on this instance may have leased the
+        // last hits meanwhile: use them before refusing.
+        let leased_meanwhile = || match &self.store {
+            Store::Redis { leases, .. } => count && Self::from_lease(leases, rule, key, window),
+            Store::Memory(_) => false,
+        };
+        if over && !leased_meanwhile() {
             crate::metrics::count("rate_limited_total", "rule", rule.name);
             return Err(Limited {
                 rule: rule.name,

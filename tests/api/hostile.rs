@@ -351,6 +351,46 @@ async fn limits_hold_across_instances() {
     assert_eq!(error_code(&body), "RATE_LIMITED");
 }
 
+/// Concurrent sends get the whole limit, no more and no fewer: requests
+/// that each took a share of the limit at once (Redis mode leases hits in
+/// chunks) keep all their shares, so what one refused early, a later send
+/// still gets.
+async fn concurrent_sends_get_the_whole_limit(app: TestApp) {
+    use futures::StreamExt;
+    let room = app.create_room(1, "r", &[]).await;
+    let answers: Vec<Value> = futures::stream::iter(0..200)
+        .map(|_| app.graphql_as(Some(1), SEND, json!({"room": room})))
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut allowed = answers.iter().filter(|a| a.get("errors").is_none()).count();
+    assert!(
+        allowed >= 180,
+        "only {allowed} of 200 concurrent sends allowed"
+    );
+    loop {
+        let body = app.graphql_as(Some(1), SEND, json!({"room": room})).await;
+        if body.get("errors").is_some() {
+            assert_eq!(error_code(&body), "RATE_LIMITED", "{body}");
+            break;
+        }
+        allowed += 1;
+        assert!(allowed <= 200, "more than the limit allowed");
+    }
+    assert_eq!(allowed, 200);
+}
+
+mod whole_limit {
+    crate::scenarios!(
+        config = |c: &mut chat_gateway::config::Config| {
+            c.rate_limit_sends = "off".parse().unwrap();
+            c.rate_limit_sends_per_address = "200/1h".parse().unwrap();
+        };
+        concurrent_sends_get_the_whole_limit,
+    );
+    use super::*;
+}
+
 /// Redis down: reads and sends go on, and `/readyz` says `degraded` with a
 /// 200 (a load balancer keeps the gateway); the database down is a 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
