@@ -121,11 +121,14 @@ const SQLITE_SEARCH_DOWN: [&str; 4] = [
 ];
 
 /// The text's words, kept by PostgreSQL itself (ranking reads them without
-/// parsing the text again), and their index.
+/// parsing the text again), and their index. New entries wait in the
+/// index's pending list until it is merged; every search scans that list,
+/// so it is kept small (256 kB) to keep searches fast under heavy sending.
 const POSTGRES_SEARCH_UP: [&str; 2] = [
     "ALTER TABLE messages ADD COLUMN search tsvector \
        GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, text)) STORED",
-    "CREATE INDEX idx_messages_search ON messages USING GIN (search)",
+    "CREATE INDEX idx_messages_search ON messages USING GIN (search) \
+       WITH (gin_pending_list_limit = 256)",
 ];
 const POSTGRES_SEARCH_DOWN: [&str; 2] = [
     "DROP INDEX IF EXISTS idx_messages_search",

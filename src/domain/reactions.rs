@@ -30,6 +30,8 @@ use crate::{
 pub const EMOJI_MAX_CHARS: usize = 16;
 /// Most different emoji one user may put on one message.
 pub const MAX_PER_USER: u64 = 20;
+/// Most different emoji one message may carry.
+pub const MAX_PER_MESSAGE: u64 = 50;
 
 /// Characters an emoji is made of.
 fn is_emoji_part(c: char) -> bool {
@@ -133,6 +135,17 @@ async fn change(
         if mine.clone().count(&txn).await? >= MAX_PER_USER {
             return Err(AppError::BadInput(format!(
                 "A user can put at most {MAX_PER_USER} different reactions on a message"
+            )));
+        }
+        let on_message = reaction::Entity::find()
+            .select_only()
+            .column(reaction::Column::Emoji)
+            .distinct()
+            .filter(reaction::Column::MessageId.eq(message_id));
+        let emoji_there: Vec<String> = on_message.into_tuple().all(&txn).await?;
+        if !emoji_there.iter().any(|e| e == emoji) && emoji_there.len() as u64 >= MAX_PER_MESSAGE {
+            return Err(AppError::BadInput(format!(
+                "A message can carry at most {MAX_PER_MESSAGE} different reactions"
             )));
         }
         let row = reaction::ActiveModel::from(reaction::Model {

@@ -206,6 +206,10 @@ struct RoomEventStream {
     typing: HashMap<i64, DateTime<Utc>>,
     /// The viewer left: end after what is pending.
     ended: bool,
+    /// The last read from the database was a full batch: read on once
+    /// what it gave was delivered (so a far resume holds one batch at a
+    /// time, not the whole backlog).
+    behind: bool,
 }
 
 impl RoomEventStream {
@@ -217,20 +221,21 @@ impl RoomEventStream {
             if self.ended {
                 return None;
             }
-            let catch_up = match self.wake().await {
-                Wake::Event(event) => self.live(event),
-                Wake::Lapse => {
-                    self.lapse();
-                    false
-                }
-                Wake::Lagged | Wake::Tick => true,
-                Wake::Closed => return None,
-            };
+            let catch_up = self.behind
+                || match self.wake().await {
+                    Wake::Event(event) => self.live(event),
+                    Wake::Lapse => {
+                        self.lapse();
+                        false
+                    }
+                    Wake::Lagged | Wake::Tick => true,
+                    Wake::Closed => return None,
+                };
             if catch_up {
                 // Boxed: a waiting stream then holds only a small future.
                 if Box::pin(self.catch_up()).await.is_err() {
                     // Retried at the next tick.
-                    continue;
+                    self.behind = false;
                 }
             }
         }
@@ -398,42 +403,41 @@ impl RoomEventStream {
         }
     }
 
-    /// Read what was missed from the database, in order.
+    /// Read what was missed from the database, in order, one batch (the
+    /// next call reads on when this one was full).
     async fn catch_up(&mut self) -> AppResult<()> {
-        loop {
-            let logged = log::since(&self.db, self.room, self.delivered, CATCH_UP_BATCH).await?;
-            let full = logged.len() as u64 >= CATCH_UP_BATCH;
-            let changed: Vec<i64> = logged
-                .iter()
-                .filter_map(|entry| match entry {
-                    Logged::Event(e) => e.message_id,
-                    Logged::Message(_) => None,
-                })
-                .collect();
-            let mut current = messages::load_many(&self.db, &changed).await?;
-            for entry in logged {
-                let seq = entry.seq();
-                let event = match entry {
-                    Logged::Message(message) => RoomEvent::MessageStored(MessageStoredEvent {
-                        cursor: cursor(seq),
-                        message: Message::of(message),
-                    }),
-                    Logged::Event(event) => match logged_event(event, &mut current) {
-                        Some(event) => event,
-                        None => {
-                            self.delivered = seq;
-                            continue;
-                        }
-                    },
-                };
-                self.take(seq, event);
-            }
-            if !full {
-                break;
-            }
+        let logged = log::since(&self.db, self.room, self.delivered, CATCH_UP_BATCH).await?;
+        self.behind = logged.len() as u64 >= CATCH_UP_BATCH;
+        let changed: Vec<i64> = logged
+            .iter()
+            .filter_map(|entry| match entry {
+                Logged::Event(e) => e.message_id,
+                Logged::Message(_) => None,
+            })
+            .collect();
+        let mut current = messages::load_many(&self.db, &changed).await?;
+        for entry in logged {
+            let seq = entry.seq();
+            let event = match entry {
+                Logged::Message(message) => RoomEvent::MessageStored(MessageStoredEvent {
+                    cursor: cursor(seq),
+                    message: Message::of(message),
+                }),
+                Logged::Event(event) => match logged_event(event, &mut current) {
+                    Some(event) => event,
+                    None => {
+                        self.delivered = seq;
+                        continue;
+                    }
+                },
+            };
+            self.take(seq, event);
         }
         // Left without an event reaching us (the room is gone, say).
-        if !self.ended && !rooms::is_member(&self.db, self.room, self.viewer).await? {
+        if !self.behind
+            && !self.ended
+            && !rooms::is_member(&self.db, self.room, self.viewer).await?
+        {
             self.ended = true;
         }
         Ok(())
@@ -571,6 +575,7 @@ impl RoomEventSubscription {
                 .filter(|(user, _)| *user != viewer)
                 .collect(),
             ended: false,
+            behind: false,
         };
         if delivered < latest {
             stream.catch_up().await.extend()?;

@@ -218,6 +218,25 @@ async fn reactions_are_counted_per_emoji(app: TestApp) {
     }
     // user_2 had one already: 19 more fit, the last two do not.
     assert_eq!(refused, 2);
+    // A message carries at most 50 different emoji: 21 so far, 19 more
+    // from user_3, 10 from user_1, then no new one (a present one is fine).
+    let animals: Vec<String> = (0x1F400..0x1F420)
+        .map(|c| char::from_u32(c).unwrap().to_string())
+        .collect();
+    for (user, emoji) in animals[..19]
+        .iter()
+        .map(|e| (3, e))
+        .chain(animals[19..29].iter().map(|e| (1, e)))
+    {
+        app.ok_as(Some(user), REACT, json!({"id": message, "emoji": emoji}))
+            .await;
+    }
+    let body = app
+        .graphql_as(Some(1), REACT, json!({"id": message, "emoji": animals[29]}))
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    app.ok_as(Some(1), REACT, json!({"id": message, "emoji": "🎉"}))
+        .await;
 
     app.ok_as(Some(1), DELETE, json!({"id": message})).await;
     let history = nodes(&app.ok_as(Some(1), HISTORY, json!({"id": room})).await);
