@@ -238,6 +238,35 @@ async fn room_events_are_for_members(app: TestApp) {
     assert!(limited, "40 typing indicators in a row were all accepted");
 }
 
+/// A resume far behind gets every stored event, in order, each once
+/// (the stream reads its backlog a batch at a time).
+async fn a_far_resume_gets_the_whole_backlog(app: TestApp) {
+    let room = app.create_room(1, "long", &["user_2"]).await;
+    // Two joins came first (user_1, user_2); then 1,200 messages.
+    for n in 0..1200 {
+        app.store_message(room, 1, &format!("m{n}")).await;
+    }
+    let start = chat_gateway::domain::pagination::encode_cursor(0);
+    let mut socket = subscribe(&app, 2, room, Some(&start)).await;
+    let mut cursors = Vec::new();
+    let mut texts = Vec::new();
+    while texts.len() < 1200 {
+        let event = next_event(&mut socket).await;
+        cursors.push(event["cursor"].as_str().unwrap().to_owned());
+        if event["__typename"] == "MessageStoredEvent" {
+            texts.push(event["message"]["text"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(cursors.len(), 1202);
+    let expected: Vec<String> = (0..1200).map(|n| format!("m{n}")).collect();
+    assert_eq!(texts, expected);
+    let mut unique = cursors.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), cursors.len(), "an event came twice");
+    socket.quiet_for(Duration::from_millis(300)).await;
+}
+
 /// `Room.typing` and `User.presence`, read with queries.
 async fn typing_and_presence_in_queries(app: TestApp) {
     let room = app.create_room(1, "q", &["user_2"]).await;
@@ -292,6 +321,7 @@ crate::scenarios!(
     every_kind_in_order_and_resumable,
     room_events_are_for_members,
     typing_and_presence_in_queries,
+    a_far_resume_gets_the_whole_backlog,
 );
 
 /// Two gateways sharing the database and Redis: what is done through A
