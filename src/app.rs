@@ -304,6 +304,7 @@ impl Application {
                 events: events.clone(),
                 typing: typing.clone(),
                 presence: presence.clone(),
+                throttle: throttle.clone(),
             },
         );
         let listener = TcpListener::bind(config.bind)

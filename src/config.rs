@@ -453,6 +453,15 @@ pub struct Config {
     )]
     pub rate_limit_typing: Rate,
 
+    /// Searches (`searchMessages`) one user may run per window.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_SEARCHES",
+        default_value = "60/10s",
+        global = true
+    )]
+    pub rate_limit_searches: Rate,
+
     /// Seconds a typing indicator lasts unless renewed.
     #[arg(long, env = "TYPING_TTL_SECS", default_value_t = 6, global = true)]
     pub typing_ttl_secs: u64,

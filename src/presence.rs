@@ -7,11 +7,19 @@
 //! instance beats for its connected users (`presence:<user>`, a sorted set
 //! of instance -> last beat) and keeps `presence:online` (user -> newest
 //! beat); a user is online while some instance beat for them within
-//! `PRESENCE_TTL_SECS`. An instance that dies stops beating: another
+//! `PRESENCE_TTL_SECS`. Every time is Redis's own clock, so instances with
+//! skewed clocks agree. An instance that dies stops beating: another
 //! instance's sweep sees the beats lapse, takes the user out of
 //! `presence:online` (exactly one sweeper wins) and reports them offline,
-//! last seen at their last beat. This is separate from the status a user
-//! sets on their profile (Online, Busy, ...), which stays as they set it.
+//! last seen at their last beat; a user swept by mistake (an instance that
+//! could not reach Redis for a while) is reported online again by their
+//! instance's next beat. This is separate from the status a user sets on
+//! their profile (Online, Busy, ...), which stays as they set it.
+//!
+//! An instance handles one user's comings and goings one at a time, from
+//! its current count of their connections, and publishes a change only
+//! when it differs from what it last published: the last event it sent for
+//! a user always matches that user's connections here.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -31,26 +39,29 @@ use crate::{
 
 /// Longest wait for Redis on any presence operation.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
-/// Lapsed users one sweep looks at.
-const SWEEP_BATCH: isize = 200;
+
+/// Redis's clock, in milliseconds.
+const NOW: &str = "local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+";
 
 /// Adds this instance's beat; answers how many other instances beat
-/// within the TTL before it.
-const CONNECT: &str = r"
-redis.call('ZREM', KEYS[1], ARGV[2])
-local live = redis.call('ZCOUNT', KEYS[1], ARGV[1] - ARGV[3], '+inf')
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3] * 4)
-redis.call('ZADD', KEYS[2], 'GT', ARGV[1], ARGV[4])
+/// within the TTL. KEYS: beats, online. ARGV: instance, ttl, user.
+const CONNECT: &str = "
+redis.call('ZREM', KEYS[1], ARGV[1])
+local live = redis.call('ZCOUNT', KEYS[1], now - ARGV[2], '+inf')
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2] * 4)
+redis.call('ZADD', KEYS[2], 'GT', now, ARGV[3])
 return live
 ";
 
 /// Removes this instance's beat; when no other instance beats within the
 /// TTL, takes the user out of the online set and answers 1.
-const DISCONNECT: &str = r"
-redis.call('ZREM', KEYS[1], ARGV[2])
-if redis.call('ZCOUNT', KEYS[1], ARGV[1] - ARGV[3], '+inf') == 0 then
-  return redis.call('ZREM', KEYS[2], ARGV[4])
+const DISCONNECT: &str = "
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('ZCOUNT', KEYS[1], now - ARGV[2], '+inf') == 0 then
+  return redis.call('ZREM', KEYS[2], ARGV[3])
 end
 return 0
 ";
@@ -58,11 +69,40 @@ return 0
 /// For a user whose newest beat lapsed: when no instance beats within the
 /// TTL and this caller is the one to take them out of the online set,
 /// answers their last beat (ms); otherwise 0.
-const SWEEP: &str = r"
-if redis.call('ZCOUNT', KEYS[1], ARGV[1] - ARGV[3], '+inf') > 0 then return 0 end
-local last = redis.call('ZSCORE', KEYS[2], ARGV[4])
-if redis.call('ZREM', KEYS[2], ARGV[4]) == 1 then return tonumber(last) or 1 end
+const SWEEP: &str = "
+if redis.call('ZCOUNT', KEYS[1], now - ARGV[2], '+inf') > 0 then return 0 end
+local last = redis.call('ZSCORE', KEYS[2], ARGV[3])
+if redis.call('ZREM', KEYS[2], ARGV[3]) == 1 then return tonumber(last) or 1 end
 return 0
+";
+
+/// Beats for every user in ARGV[3..] (keys under the prefix ARGV[1]);
+/// answers the users that were not in the online set (swept meanwhile)
+/// and the users whose beats lapsed everywhere (for the sweep).
+/// ARGV: prefix, instance, ttl, users...
+const BEAT: &str = "
+local prefix, instance, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local online = prefix .. 'presence:online'
+local back = {}
+for i = 4, #ARGV do
+  local beats = prefix .. 'presence:' .. ARGV[i]
+  redis.call('ZADD', beats, now, instance)
+  redis.call('PEXPIRE', beats, ttl * 4)
+  if redis.call('ZADD', online, 'GT', now, ARGV[i]) == 1 then table.insert(back, ARGV[i]) end
+end
+-- At most 200 lapsed users a sweep.
+local lapsed = redis.call('ZRANGEBYSCORE', online, '-inf', now - ttl, 'LIMIT', 0, 200)
+return {back, lapsed}
+";
+
+/// How many of each user's instances beat within the TTL.
+/// ARGV: prefix, ttl, users...
+const ONLINE: &str = "
+local out = {}
+for i = 3, #ARGV do
+  out[#out + 1] = redis.call('ZCOUNT', ARGV[1] .. 'presence:' .. ARGV[i], now - ARGV[2], '+inf')
+end
+return out
 ";
 
 enum Store {
@@ -81,6 +121,9 @@ pub struct Presence {
     ttl: Duration,
     /// Live connections per user on this instance.
     local: Mutex<HashMap<i64, usize>>,
+    /// Held while one user's coming or going is handled, with what this
+    /// instance last published for each user (true: online).
+    transitions: tokio::sync::Mutex<HashMap<i64, bool>>,
 }
 
 /// Held while a connection is live; dropping it closes the connection's
@@ -92,47 +135,59 @@ pub struct PresenceGuard {
 
 impl Drop for PresenceGuard {
     fn drop(&mut self) {
-        let presence = self.presence.clone();
-        let user = self.user;
-        let last = presence
+        let last = self
+            .presence
             .local
             .lock()
-            .map(|mut local| match local.get_mut(&user) {
+            .map(|mut local| match local.get_mut(&self.user) {
                 Some(n) if *n > 1 => {
                     *n -= 1;
                     false
                 }
                 Some(_) => {
-                    local.remove(&user);
+                    local.remove(&self.user);
                     true
                 }
                 None => false,
             })
             .unwrap_or(false);
         if last && let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { presence.went_away(user).await });
+            let (presence, user) = (self.presence.clone(), self.user);
+            runtime.spawn(async move { presence.settle(user).await });
         }
     }
 }
 
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
+fn at_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or_else(crate::domain::now)
 }
 
 impl Presence {
+    fn new(
+        store: Store,
+        db: DatabaseConnection,
+        events: Arc<dyn EventBus>,
+        ttl: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Presence {
+            store,
+            db,
+            events,
+            ttl,
+            local: Mutex::new(HashMap::new()),
+            transitions: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
     /// Presence in this process only.
     pub fn in_process(
         db: DatabaseConnection,
         events: Arc<dyn EventBus>,
         ttl: Duration,
     ) -> Arc<Self> {
-        Arc::new(Presence {
-            store: Store::InProcess,
-            db,
-            events,
-            ttl,
-            local: Mutex::new(HashMap::new()),
-        })
+        Self::new(Store::InProcess, db, events, ttl)
     }
 
     /// Presence shared through Redis; call [`Presence::beat`] regularly.
@@ -143,22 +198,21 @@ impl Presence {
         events: Arc<dyn EventBus>,
         ttl: Duration,
     ) -> Arc<Self> {
-        Arc::new(Presence {
-            store: Store::Redis {
-                connection,
-                prefix: prefix.to_owned(),
-                instance: Uuid::new_v4().to_string(),
-            },
-            db,
-            events,
-            ttl,
-            local: Mutex::new(HashMap::new()),
-        })
+        let store = Store::Redis {
+            connection,
+            prefix: prefix.to_owned(),
+            instance: Uuid::new_v4().to_string(),
+        };
+        Self::new(store, db, events, ttl)
     }
 
     /// How often [`Presence::beat`] must run.
     pub fn beat_every(&self) -> Duration {
         (self.ttl / 3).max(Duration::from_millis(100))
+    }
+
+    fn ttl_ms(&self) -> i64 {
+        self.ttl.as_millis() as i64
     }
 
     /// A live connection of `user` opened.
@@ -174,7 +228,7 @@ impl Presence {
             .unwrap_or(false);
         if first {
             let presence = self.clone();
-            tokio::spawn(async move { presence.arrived(user).await });
+            tokio::spawn(async move { presence.settle(user).await });
         }
         PresenceGuard {
             presence: self.clone(),
@@ -182,90 +236,108 @@ impl Presence {
         }
     }
 
-    fn keys(prefix: &str, user: i64) -> (String, String) {
-        (
-            format!("{prefix}presence:{user}"),
-            format!("{prefix}presence:online"),
-        )
-    }
-
-    async fn script(&self, source: &str, user: i64, at: i64) -> Option<i64> {
-        let Store::Redis {
-            connection,
-            prefix,
-            instance,
-        } = &self.store
-        else {
-            return None;
-        };
-        let (beats, online) = Self::keys(prefix, user);
-        let mut connection = connection.clone();
-        let script = redis::Script::new(source);
-        let mut invocation = script.key(beats);
-        invocation
-            .key(online)
-            .arg(at)
-            .arg(instance)
-            .arg(self.ttl.as_millis() as i64)
-            .arg(user);
-        let call = invocation.invoke_async::<i64>(&mut connection);
-        match tokio::time::timeout(REDIS_TIMEOUT, call).await {
-            Ok(Ok(answer)) => Some(answer),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, user, "presence not recorded: Redis failed");
-                None
-            }
-            Err(_) => {
-                tracing::warn!(user, "presence not recorded: Redis timed out");
-                None
-            }
-        }
-    }
-
-    /// The first local connection of `user` opened.
-    async fn arrived(&self, user: i64) {
-        let elsewhere = match self.store {
-            Store::InProcess => 0,
-            Store::Redis { .. } => self.script(CONNECT, user, now_ms()).await.unwrap_or(0),
-        };
-        if elsewhere == 0 {
-            self.events.publish(Event::PresenceChanged {
-                user_id: user,
-                online: true,
-                last_seen_at: None,
-            });
-        }
-    }
-
-    /// The last local connection of `user` closed.
-    async fn went_away(&self, user: i64) {
-        // A connection opened again meanwhile: still here.
-        if self
-            .local
+    fn connected_here(&self, user: i64) -> bool {
+        self.local
             .lock()
             .map(|local| local.contains_key(&user))
             .unwrap_or(false)
-        {
-            return;
+    }
+
+    /// Bring what this instance says of `user` in line with their
+    /// connections here: one user's changes are handled one at a time,
+    /// from the count as it is when the change is handled.
+    async fn settle(&self, user: i64) {
+        let mut announced = self.transitions.lock().await;
+        let here = self.connected_here(user);
+        let said = announced.get(&user).copied();
+        if here && said != Some(true) {
+            // Online unless another instance already said so.
+            let elsewhere = match self.store {
+                Store::InProcess => 0,
+                Store::Redis { .. } => self.script(CONNECT, user).await.unwrap_or(0),
+            };
+            announced.insert(user, true);
+            if elsewhere == 0 {
+                self.publish(user, true, None);
+            }
+        } else if !here && said == Some(true) {
+            announced.remove(&user);
+            let gone = match self.store {
+                Store::InProcess => true,
+                Store::Redis { .. } => self.script(DISCONNECT, user).await == Some(1),
+            };
+            if gone {
+                self.offline(user, crate::domain::now()).await;
+            }
         }
-        let gone = match self.store {
-            Store::InProcess => true,
-            Store::Redis { .. } => self.script(DISCONNECT, user, now_ms()).await == Some(1),
-        };
-        if gone {
-            self.offline(user, crate::domain::now()).await;
-        }
+    }
+
+    fn publish(&self, user: i64, online: bool, last_seen_at: Option<DateTime<Utc>>) {
+        self.events.publish(Event::PresenceChanged {
+            user_id: user,
+            online,
+            last_seen_at,
+        });
     }
 
     async fn offline(&self, user: i64, at: DateTime<Utc>) {
         if let Err(e) = presence::record_last_seen(&self.db, user, at).await {
             tracing::warn!(error = %e, user, "last seen time not stored");
         }
-        self.events.publish(Event::PresenceChanged {
-            user_id: user,
-            online: false,
-            last_seen_at: Some(at),
-        });
+        self.publish(user, false, Some(at));
+    }
+
+    /// Run a script with Redis's clock; `None` when Redis failed.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        source: &str,
+        keys: &[String],
+        args: Vec<String>,
+    ) -> Option<T> {
+        let Store::Redis { connection, .. } = &self.store else {
+            return None;
+        };
+        let script = redis::Script::new(&format!("{NOW}{source}"));
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut connection = connection.clone();
+        let call = invocation.invoke_async::<T>(&mut connection);
+        match tokio::time::timeout(REDIS_TIMEOUT, call).await {
+            Ok(Ok(answer)) => Some(answer),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "presence not recorded: Redis failed");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("presence not recorded: Redis timed out");
+                None
+            }
+        }
+    }
+
+    /// One of the per-user scripts (connect, disconnect, sweep).
+    async fn script(&self, source: &str, user: i64) -> Option<i64> {
+        let Store::Redis {
+            prefix, instance, ..
+        } = &self.store
+        else {
+            return None;
+        };
+        let keys = [
+            format!("{prefix}presence:{user}"),
+            format!("{prefix}presence:online"),
+        ];
+        let args = vec![
+            instance.clone(),
+            self.ttl_ms().to_string(),
+            user.to_string(),
+        ];
+        self.run(source, &keys, args).await
     }
 
     /// Which of `users` are online.
@@ -281,41 +353,28 @@ impl Presence {
                     .collect()
             })
             .unwrap_or_default();
-        let Store::Redis {
-            connection, prefix, ..
-        } = &self.store
-        else {
+        let Store::Redis { prefix, .. } = &self.store else {
             return local;
         };
-        let mut pipe = redis::pipe();
-        let since = now_ms() - self.ttl.as_millis() as i64;
-        for &user in users {
-            pipe.cmd("ZCOUNT")
-                .arg(Self::keys(prefix, user).0)
-                .arg(since)
-                .arg("+inf");
-        }
-        let mut connection = connection.clone();
-        match tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut connection))
-            .await
-        {
-            Ok(Ok(counts)) => users
+        let mut args = vec![prefix.clone(), self.ttl_ms().to_string()];
+        args.extend(users.iter().map(i64::to_string));
+        match self.run::<Vec<i64>>(ONLINE, &[], args).await {
+            Some(counts) => users
                 .iter()
                 .zip(counts)
                 .filter(|(user, n)| *n > 0 || local.contains(user))
                 .map(|(user, _)| *user)
                 .collect(),
-            _ => local,
+            None => local,
         }
     }
 
-    /// Beat for this instance's users and report those whose beats lapsed
-    /// everywhere (their instance died). Redis mode only.
+    /// Beat for this instance's users, say again that users swept by
+    /// mistake are online, and report those whose beats lapsed everywhere
+    /// (their instance died). Redis mode only.
     pub async fn beat(&self) {
         let Store::Redis {
-            connection,
-            prefix,
-            instance,
+            prefix, instance, ..
         } = &self.store
         else {
             return;
@@ -325,50 +384,22 @@ impl Presence {
             .lock()
             .map(|local| local.keys().copied().collect())
             .unwrap_or_default();
-        let at = now_ms();
-        let ttl = self.ttl.as_millis() as i64;
-        let mut connection = connection.clone();
-        if !users.is_empty() {
-            let mut pipe = redis::pipe();
-            for &user in &users {
-                let (beats, online) = Self::keys(prefix, user);
-                pipe.zadd(&beats, instance, at)
-                    .ignore()
-                    .pexpire(&beats, ttl * 4)
-                    .ignore()
-                    .cmd("ZADD")
-                    .arg(&online)
-                    .arg("GT")
-                    .arg(at)
-                    .arg(user)
-                    .ignore();
-            }
-            let sent = tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<()>(&mut connection));
-            if !matches!(sent.await, Ok(Ok(()))) {
-                tracing::warn!("presence beat not recorded");
-            }
-        }
-        let mut query = redis::cmd("ZRANGEBYSCORE");
-        query
-            .arg(Self::keys(prefix, 0).1)
-            .arg("-inf")
-            .arg(at - ttl)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(SWEEP_BATCH);
-        let lapsed = query.query_async::<Vec<i64>>(&mut connection);
-        let Ok(Ok(lapsed)) = tokio::time::timeout(REDIS_TIMEOUT, lapsed).await else {
+        let mut args = vec![prefix.clone(), instance.clone(), self.ttl_ms().to_string()];
+        args.extend(users.iter().map(i64::to_string));
+        let Some((back, lapsed)) = self.run::<(Vec<i64>, Vec<i64>)>(BEAT, &[], args).await else {
             return;
         };
+        for user in back {
+            let announced = self.transitions.lock().await;
+            if announced.get(&user) == Some(&true) && self.connected_here(user) {
+                self.publish(user, true, None);
+            }
+        }
         for user in lapsed {
-            if let Some(last) = self.script(SWEEP, user, at).await
+            if let Some(last) = self.script(SWEEP, user).await
                 && last > 0
             {
-                let at = Utc
-                    .timestamp_millis_opt(last)
-                    .single()
-                    .unwrap_or_else(crate::domain::now);
-                self.offline(user, at).await;
+                self.offline(user, at_millis(last)).await;
             }
         }
     }

@@ -317,6 +317,7 @@ pub struct Throttle {
     ws_operations_per_user: Rule,
     ws_operations_per_address: Rule,
     typing_per_user: Rule,
+    searches_per_user: Rule,
 }
 
 fn refused(limited: Limited) -> AppError {
@@ -344,7 +345,16 @@ impl Throttle {
                 config.rate_limit_ws_operations_per_address,
             ),
             typing_per_user: rule("typing_per_user", config.rate_limit_typing),
+            searches_per_user: rule("searches_per_user", config.rate_limit_searches),
         }
+    }
+
+    /// Count a search by `user`.
+    pub async fn search(&self, user: i64) -> AppResult<()> {
+        self.limiter
+            .hit(&self.searches_per_user, &user.to_string())
+            .await
+            .map_err(refused)
     }
 
     /// Count a typing indicator by `user`; the address counts as a send.

@@ -26,14 +26,56 @@ use crate::{
 /// not shown until old ones lapse.
 const BOARD_MAX: usize = 100_000;
 
-type Board = HashMap<i64, HashMap<i64, DateTime<Utc>>>;
+/// room -> typing member -> when their indicator lapses, and how many
+/// indicators that is in all.
+#[derive(Default)]
+struct Board {
+    rooms: HashMap<i64, HashMap<i64, DateTime<Utc>>>,
+    size: usize,
+}
+
+impl Board {
+    fn set(&mut self, room: i64, user: i64, until: DateTime<Utc>) {
+        if self
+            .rooms
+            .entry(room)
+            .or_default()
+            .insert(user, until)
+            .is_none()
+        {
+            self.size += 1;
+        }
+    }
+
+    fn forget(&mut self, room: i64, user: i64) {
+        if let Some(members) = self.rooms.get_mut(&room) {
+            if members.remove(&user).is_some() {
+                self.size -= 1;
+            }
+            if members.is_empty() {
+                self.rooms.remove(&room);
+            }
+        }
+    }
+
+    /// Drop the indicators that lapsed.
+    fn prune(&mut self) {
+        let at = now();
+        let mut size = 0;
+        self.rooms.retain(|_, members| {
+            members.retain(|_, until| *until > at);
+            size += members.len();
+            !members.is_empty()
+        });
+        self.size = size;
+    }
+}
 
 pub struct Typing {
     db: DatabaseConnection,
     events: Arc<dyn EventBus>,
     throttle: Arc<Throttle>,
     ttl: Duration,
-    /// room -> typing member -> when their indicator lapses.
     board: Mutex<Board>,
 }
 
@@ -51,7 +93,7 @@ impl Typing {
             events,
             throttle,
             ttl: ttl.max(Duration::from_secs(1)),
-            board: Mutex::new(HashMap::new()),
+            board: Mutex::new(Board::default()),
         });
         tokio::spawn(follow(Arc::downgrade(&typing), receiver));
         typing
@@ -96,6 +138,7 @@ impl Typing {
             return Vec::new();
         };
         let mut typing: Vec<(i64, DateTime<Utc>)> = board
+            .rooms
             .get(&room)
             .map(|members| {
                 members
@@ -120,17 +163,13 @@ impl Typing {
                 typing: true,
                 expires_at,
             } => {
-                let size: usize = board.values().map(HashMap::len).sum();
-                if size >= BOARD_MAX {
-                    prune(&mut board);
-                    if board.values().map(HashMap::len).sum::<usize>() >= BOARD_MAX {
+                if board.size >= BOARD_MAX {
+                    board.prune();
+                    if board.size >= BOARD_MAX {
                         return;
                     }
                 }
-                board
-                    .entry(*room_id)
-                    .or_default()
-                    .insert(*user_id, *expires_at);
+                board.set(*room_id, *user_id, *expires_at);
             }
             // Stopped, sent a message, or left: no longer typing.
             Event::Typing {
@@ -138,32 +177,15 @@ impl Typing {
             }
             | Event::MembershipChanged {
                 room_id, user_id, ..
-            } => forget(&mut board, *room_id, *user_id),
+            } => board.forget(*room_id, *user_id),
             Event::MessageStored { message, .. } => {
                 if let Some(sender) = message.sender_id {
-                    forget(&mut board, message.room_id, sender);
+                    board.forget(message.room_id, sender);
                 }
             }
             _ => {}
         }
     }
-}
-
-fn forget(board: &mut Board, room: i64, user: i64) {
-    if let Some(members) = board.get_mut(&room) {
-        members.remove(&user);
-        if members.is_empty() {
-            board.remove(&room);
-        }
-    }
-}
-
-fn prune(board: &mut Board) {
-    let at = now();
-    board.retain(|_, members| {
-        members.retain(|_, until| *until > at);
-        !members.is_empty()
-    });
 }
 
 async fn follow(typing: Weak<Typing>, mut events: Receiver<Event>) {
@@ -174,7 +196,7 @@ async fn follow(typing: Weak<Typing>, mut events: Receiver<Event>) {
             _ = sweep.tick() => {
                 let Some(typing) = typing.upgrade() else { return };
                 if let Ok(mut board) = typing.board.lock() {
-                    prune(&mut board);
+                    board.prune();
                 }
                 continue;
             }

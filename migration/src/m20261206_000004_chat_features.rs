@@ -230,6 +230,23 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
+        // The deletes that cascade here (a message's, a user's) find their
+        // rows by index.
+        for (name, column) in [
+            ("idx_room_events_message", RoomEvents::MessageId),
+            ("idx_room_events_user", RoomEvents::UserId),
+        ] {
+            manager
+                .create_index(
+                    Index::create()
+                        .name(name)
+                        .table(RoomEvents::Table)
+                        .col(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+
         manager
             .create_table(
                 Table::create()
@@ -254,6 +271,16 @@ impl MigrationTrait for Migration {
                         (Users::Table, Users::Id),
                         ForeignKeyAction::Cascade,
                     ))
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_reactions_user")
+                    .table(Reactions::Table)
+                    .col(Reactions::UserId)
                     .to_owned(),
             )
             .await?;
@@ -288,13 +315,22 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // A user's unread mentions per room.
+        // A user's unread mentions per room; a room's, for its deletion.
         manager
             .create_index(
                 Index::create()
                     .name("idx_mentions_user_room")
                     .table(Mentions::Table)
                     .col(Mentions::UserId)
+                    .col(Mentions::RoomId)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_mentions_room")
+                    .table(Mentions::Table)
                     .col(Mentions::RoomId)
                     .to_owned(),
             )

@@ -10,8 +10,8 @@
 
 use entity::{message, reaction};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    IntoActiveModel, QueryFilter,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, IntoActiveModel, QueryFilter,
 };
 
 use super::{
@@ -24,19 +24,10 @@ use crate::{
     versions::Key,
 };
 
-/// The message, checked for a change by `viewer`, read under the room's
-/// lock with the number its change will take.
-async fn locked_for_change(
-    txn: &DatabaseTransaction,
-    viewer: i64,
-    message_id: i64,
-) -> AppResult<(message::Model, i64)> {
-    let room_id = messages::get(txn, message_id).await?.room_id;
-    // Take the number first: it locks the room, so the message read next
-    // cannot change under this transaction.
-    let seq = log::take(txn, room_id, 1).await?;
-    let message = messages::get(txn, message_id).await?;
-    if !rooms::is_member(txn, room_id, viewer).await? {
+/// May `viewer` change this message? Only its sender, while a member of
+/// its room; anyone else outside the room is told it does not exist.
+async fn check(db: &impl ConnectionTrait, viewer: i64, message: &message::Model) -> AppResult<()> {
+    if !rooms::is_member(db, message.room_id, viewer).await? {
         return Err(AppError::NotFound("message"));
     }
     if message.sender_id != Some(viewer) {
@@ -44,7 +35,27 @@ async fn locked_for_change(
             "Only the sender can change a message".to_owned(),
         ));
     }
-    Ok((message, seq))
+    Ok(())
+}
+
+/// The message, checked for a change by `viewer`, then read again under
+/// the room's lock with the number its change will take. The first check
+/// runs before any lock, so a request that may not change the message
+/// never holds up the room's writers.
+async fn locked_for_change(
+    db: &DatabaseConnection,
+    viewer: i64,
+    message_id: i64,
+) -> AppResult<(DatabaseTransaction, message::Model, i64)> {
+    check(db, viewer, &messages::get(db, message_id).await?).await?;
+    let txn = super::begin_write(db).await?;
+    let room_id = messages::get(&txn, message_id).await?.room_id;
+    // The number first: it locks the room, so the message read next
+    // cannot change under this transaction.
+    let seq = log::take(&txn, room_id, 1).await?;
+    let message = messages::get(&txn, message_id).await?;
+    check(&txn, viewer, &message).await?;
+    Ok((txn, message, seq))
 }
 
 /// After the commit: bump the room's version, then tell every instance.
@@ -70,8 +81,7 @@ pub async fn edit(
     text: &str,
 ) -> AppResult<message::Model> {
     messages::validate_text(text)?;
-    let txn = super::begin_write(db).await?;
-    let (message, seq) = locked_for_change(&txn, viewer, message_id).await?;
+    let (txn, message, seq) = locked_for_change(db, viewer, message_id).await?;
     if message.deleted_at.is_some() {
         return Err(AppError::BadInput(
             "A deleted message cannot be edited".to_owned(),
@@ -116,8 +126,7 @@ pub async fn delete(
     viewer: i64,
     message_id: i64,
 ) -> AppResult<message::Model> {
-    let txn = super::begin_write(db).await?;
-    let (message, seq) = locked_for_change(&txn, viewer, message_id).await?;
+    let (txn, message, seq) = locked_for_change(db, viewer, message_id).await?;
     if message.deleted_at.is_some() {
         txn.rollback().await?;
         return Ok(message);

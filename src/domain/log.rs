@@ -13,7 +13,7 @@
 use chrono::{DateTime, Utc};
 use entity::{message, room, room_event};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 
@@ -145,26 +145,47 @@ impl Logged {
     }
 }
 
-/// The room's entries numbered above `after`, lowest first, at most `limit`
-/// (two statements: messages and other events, merged).
+/// What [`since`] read.
+#[derive(Debug, Clone)]
+pub struct Read {
+    /// The entries, lowest number first.
+    pub entries: Vec<Logged>,
+    /// Every number up to this one was read (a number that holds nothing
+    /// belonged to a store that rolled back).
+    pub through: i64,
+    /// Numbers above `through` exist.
+    pub more: bool,
+}
+
+/// The room's entries numbered above `after`, at most `limit` numbers'
+/// worth. The room's newest number is read first: every number up to it
+/// is committed (or never will be), so the two tables read next agree on
+/// what exists, whatever commits meanwhile.
 pub async fn since(
     db: &impl ConnectionTrait,
     room_id: i64,
     after: i64,
     limit: u64,
-) -> AppResult<Vec<Logged>> {
+) -> AppResult<Read> {
+    let newest = latest(db, room_id).await?;
+    if newest <= after {
+        return Ok(Read {
+            entries: Vec::new(),
+            through: after,
+            more: false,
+        });
+    }
+    let upto = std::cmp::min(newest, after.saturating_add(limit as i64));
     let messages = message::Entity::find()
         .filter(message::Column::RoomId.eq(room_id))
         .filter(message::Column::Seq.gt(after))
-        .order_by_asc(message::Column::Seq)
-        .limit(limit)
+        .filter(message::Column::Seq.lte(upto))
         .all(db)
         .await?;
     let events = room_event::Entity::find()
         .filter(room_event::Column::RoomId.eq(room_id))
         .filter(room_event::Column::Seq.gt(after))
-        .order_by_asc(room_event::Column::Seq)
-        .limit(limit)
+        .filter(room_event::Column::Seq.lte(upto))
         .all(db)
         .await?;
     let mut merged: Vec<Logged> = messages
@@ -173,6 +194,9 @@ pub async fn since(
         .chain(events.into_iter().map(Logged::Event))
         .collect();
     merged.sort_by_key(Logged::seq);
-    merged.truncate(limit as usize);
-    Ok(merged)
+    Ok(Read {
+        entries: merged,
+        through: upto,
+        more: upto < newest,
+    })
 }

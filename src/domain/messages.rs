@@ -98,6 +98,10 @@ async fn check_reply(
     }
 }
 
+fn not_a_member() -> AppError {
+    AppError::Forbidden("User doesn't belong to chatroom".to_owned())
+}
+
 fn reply_elsewhere() -> AppError {
     AppError::field("replyToId", "The message replied to is not in this room")
 }
@@ -188,9 +192,9 @@ pub async fn deliver_many(
             Recipient::Room(room) if !existing_rooms.contains(&room) => {
                 Err(AppError::NotFound("room"))
             }
-            Recipient::Room(room) if !memberships.contains(&(room, delivery.from)) => Err(
-                AppError::Forbidden("User doesn't belong to chatroom".to_owned()),
-            ),
+            Recipient::Room(room) if !memberships.contains(&(room, delivery.from)) => {
+                Err(not_a_member())
+            }
             Recipient::Room(room) => Ok(room),
             Recipient::User(to) => {
                 let key = rooms::direct_key(delivery.from, to);
@@ -256,11 +260,14 @@ pub async fn deliver_many(
             }
         };
         match insert_numbered(db, &new, &row, deliveries).await {
-            Ok((found, gone)) => {
-                for slot in gone {
+            Ok(inserted) => {
+                for slot in inserted.gone {
                     targets[slot] = Some(Err(AppError::NotFound("room")));
                 }
-                stored.extend(found);
+                for slot in inserted.left {
+                    targets[slot] = Some(Err(not_a_member()));
+                }
+                stored.extend(inserted.found);
             }
             Err(_) => {
                 // One row broke the statement (a sender or room that
@@ -268,11 +275,14 @@ pub async fn deliver_many(
                 // store the others one by one, and fail only those that fail.
                 for one in &new {
                     match insert_numbered(db, std::slice::from_ref(one), &row, deliveries).await {
-                        Ok((found, gone)) => {
-                            if !gone.is_empty() {
+                        Ok(inserted) => {
+                            if !inserted.gone.is_empty() {
                                 targets[one.slot] = Some(Err(AppError::NotFound("room")));
                             }
-                            stored.extend(found);
+                            if !inserted.left.is_empty() {
+                                targets[one.slot] = Some(Err(not_a_member()));
+                            }
+                            stored.extend(inserted.found);
                         }
                         Err(AppError::Internal(e))
                             if e.downcast_ref::<sea_orm::DbErr>()
@@ -313,24 +323,34 @@ fn room_of(target: &Option<AppResult<i64>>) -> i64 {
     }
 }
 
+/// What one numbered insert came to.
+struct Inserted {
+    /// The stored messages, by task.
+    found: HashMap<Uuid, message::Model>,
+    /// Deliveries whose room is gone.
+    gone: Vec<usize>,
+    /// Group deliveries whose sender left the room before it was locked.
+    left: Vec<usize>,
+}
+
 /// Store new messages in one transaction: each room's numbers taken (rooms
 /// in id order, so concurrent batches never wait on each other in a
-/// circle), one insert, their mentions. A delivery whose task stored its
-/// message meanwhile (a duplicate running at once) keeps that message.
-/// Returns the stored messages by task, and the slots whose room is gone.
+/// circle), the group senders' membership checked again under those locks
+/// (a leave that committed since the first check wins), one insert, their
+/// mentions. A delivery whose task stored its message meanwhile (a
+/// duplicate running at once) keeps that message.
 async fn insert_numbered(
     db: &DatabaseConnection,
     new: &[New],
     row: &impl Fn(&New, i64) -> message::ActiveModel,
     deliveries: &[Delivery],
-) -> AppResult<(HashMap<Uuid, message::Model>, Vec<usize>)> {
+) -> AppResult<Inserted> {
     let mut per_room: std::collections::BTreeMap<i64, i64> = Default::default();
     for n in new {
         *per_room.entry(n.room).or_default() += 1;
     }
     let txn = super::begin_write(db).await?;
     let mut next: HashMap<i64, i64> = HashMap::new();
-    let mut gone = Vec::new();
     for (&room, &count) in &per_room {
         match log::take(&txn, room, count).await {
             Ok(first) => {
@@ -340,21 +360,38 @@ async fn insert_numbered(
             Err(e) => return Err(e),
         }
     }
+    let group = |n: &&New| matches!(deliveries[n.slot].to, Recipient::Room(_));
+    let group_rooms: Vec<i64> = new.iter().filter(group).map(|n| n.room).collect();
+    let senders: Vec<i64> = new
+        .iter()
+        .filter(group)
+        .map(|n| deliveries[n.slot].from)
+        .collect();
+    let members = rooms::current_pairs(&txn, &group_rooms, &senders).await?;
+    let mut stored = Inserted {
+        found: HashMap::new(),
+        gone: Vec::new(),
+        left: Vec::new(),
+    };
     let mut rows = Vec::with_capacity(new.len());
     let mut inserted = Vec::with_capacity(new.len());
     for n in new {
+        let delivery = &deliveries[n.slot];
         match next.get_mut(&n.room) {
+            None => stored.gone.push(n.slot),
+            Some(_) if group(&n) && !members.contains(&(n.room, delivery.from)) => {
+                stored.left.push(n.slot)
+            }
             Some(seq) => {
                 rows.push(row(n, *seq));
-                inserted.push(deliveries[n.slot].task_id);
+                inserted.push(delivery.task_id);
                 *seq += 1;
             }
-            None => gone.push(n.slot),
         }
     }
     if rows.is_empty() {
         txn.rollback().await?;
-        return Ok((HashMap::new(), gone));
+        return Ok(stored);
     }
     message::Entity::insert_many(rows)
         .on_conflict(
@@ -364,18 +401,18 @@ async fn insert_numbered(
         )
         .exec_without_returning(&txn)
         .await?;
-    let found = stored_by_tasks(&txn, &inserted).await?;
+    stored.found = stored_by_tasks(&txn, &inserted).await?;
     let mentioned: Vec<(i64, i64, Vec<i64>)> = new
         .iter()
         .filter(|n| !n.mentions.is_empty())
         .filter_map(|n| {
-            let message = found.get(&deliveries[n.slot].task_id)?;
+            let message = stored.found.get(&deliveries[n.slot].task_id)?;
             Some((message.id, message.room_id, n.mentions.clone()))
         })
         .collect();
     mentions::record(&txn, &mentioned).await?;
     txn.commit().await?;
-    Ok((found, gone))
+    Ok(stored)
 }
 
 /// Messages stored by these tasks, by task id.
@@ -519,6 +556,16 @@ pub async fn replies_page(
 ) -> AppResult<Page<message::Model>> {
     let replies = in_room(room_id).filter(message::Column::ReplyToId.eq(parent_id));
     pagination::fetch_page(db, replies, message::Column::Id, request).await
+}
+
+/// Number of replies, in `room_id`, to one message.
+pub async fn reply_count_in(
+    db: &impl ConnectionTrait,
+    room_id: i64,
+    parent_id: i64,
+) -> AppResult<u64> {
+    let replies = in_room(room_id).filter(message::Column::ReplyToId.eq(parent_id));
+    pagination::count(db, replies).await
 }
 
 /// Number of replies to each message.

@@ -63,11 +63,17 @@ pub fn validate_emoji(emoji: &str) -> AppResult<()> {
             .iter()
             .all(|&c| c == '\u{FE0F}' || c == '\u{20E3}')
         && chars.contains(&'\u{20E3}');
-    let pictograph = chars
-        .iter()
-        .any(|&c| is_emoji_part(c) && !matches!(c as u32, 0x200D | 0xFE0E | 0xFE0F | 0x20E3));
+    let is_tag = |c: &char| matches!(*c as u32, 0xE0020..=0xE007F);
+    let pictograph = chars.iter().any(|&c| {
+        is_emoji_part(c) && !is_tag(&c) && !matches!(c as u32, 0x200D | 0xFE0E | 0xFE0F | 0x20E3)
+    });
+    // Tags spell a subdivision flag after a black flag, ended by CANCEL
+    // TAG (🏴 g b s c t ␡); anywhere else they are invisible text.
+    let tags_fit = !chars.iter().any(is_tag)
+        || (chars.first() == Some(&'\u{1F3F4}') && chars.last() == Some(&'\u{E007F}'));
     let valid = !chars.is_empty()
         && chars.len() <= EMOJI_MAX_CHARS
+        && tags_fit
         && (keycap || (pictograph && chars.iter().all(|&c| is_emoji_part(c))));
     if valid {
         Ok(())
@@ -106,6 +112,24 @@ pub async fn remove(
     change(db, events, viewer, message_id, emoji, false).await
 }
 
+/// May `viewer` react to this message? A member of its room, on a message
+/// not deleted. Returns the room.
+async fn check(
+    db: &impl ConnectionTrait,
+    viewer: i64,
+    message: &entity::message::Model,
+) -> AppResult<i64> {
+    if !rooms::is_member(db, message.room_id, viewer).await? {
+        return Err(AppError::NotFound("message"));
+    }
+    if message.deleted_at.is_some() {
+        return Err(AppError::BadInput(
+            "A deleted message has no reactions".to_owned(),
+        ));
+    }
+    Ok(message.room_id)
+}
+
 async fn change(
     db: &DatabaseConnection,
     events: &dyn EventBus,
@@ -114,20 +138,14 @@ async fn change(
     emoji: &str,
     adding: bool,
 ) -> AppResult<bool> {
-    let room_id = messages::get(db, message_id).await?.room_id;
+    // Checked before any lock, so a request that may not react never
+    // holds up the room's writers; checked again under the lock.
+    let room_id = check(db, viewer, &messages::get(db, message_id).await?).await?;
     let txn = super::begin_write(db).await?;
     // The number first: it locks the room, so a delete cannot pass between
     // the checks and the change.
     let seq = log::take(&txn, room_id, 1).await?;
-    let message = messages::get(&txn, message_id).await?;
-    if !rooms::is_member(&txn, room_id, viewer).await? {
-        return Err(AppError::NotFound("message"));
-    }
-    if message.deleted_at.is_some() {
-        return Err(AppError::BadInput(
-            "A deleted message has no reactions".to_owned(),
-        ));
-    }
+    check(&txn, viewer, &messages::get(&txn, message_id).await?).await?;
     let mine = reaction::Entity::find()
         .filter(reaction::Column::MessageId.eq(message_id))
         .filter(reaction::Column::UserId.eq(viewer));
@@ -292,6 +310,9 @@ mod tests {
             "1",
             "👍\0",
             &"👍".repeat(17),
+            // Invisible tag letters riding on an emoji, or alone.
+            "👍\u{E0068}\u{E0069}",
+            "\u{E0068}\u{E0069}\u{E007F}",
         ] {
             assert!(validate_emoji(bad).is_err(), "{bad:?}");
         }

@@ -74,6 +74,34 @@ pub async fn is_member(db: &impl ConnectionTrait, room_id: i64, user_id: i64) ->
 
 /// The room, if `user_id` is one of its current members: `NOT_FOUND` when the
 /// room does not exist, `FORBIDDEN` when the user is not in it.
+/// Which of `users` share a current room with `viewer` (the viewer counts
+/// as sharing with themselves), in one statement.
+pub async fn sharing(
+    db: &impl ConnectionTrait,
+    viewer: i64,
+    users: &[i64],
+) -> AppResult<HashSet<i64>> {
+    let viewer_rooms = current_memberships()
+        .select_only()
+        .column(membership::Column::RoomId)
+        .filter(membership::Column::UserId.eq(viewer))
+        .into_query();
+    let shared: Vec<i64> = current_memberships()
+        .select_only()
+        .column(membership::Column::UserId)
+        .distinct()
+        .filter(membership::Column::UserId.is_in(users.iter().copied()))
+        .filter(membership::Column::RoomId.in_subquery(viewer_rooms))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut shared: HashSet<i64> = shared.into_iter().collect();
+    if users.contains(&viewer) {
+        shared.insert(viewer);
+    }
+    Ok(shared)
+}
+
 /// The ids of a room's current members.
 pub async fn member_ids(db: &impl ConnectionTrait, room_id: i64) -> AppResult<HashSet<i64>> {
     let ids: Vec<i64> = current_memberships()

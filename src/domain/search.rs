@@ -1,6 +1,7 @@
 //! Searching the messages a user can read (those of the rooms they are a
 //! current member of; deleted messages never match): every word of the
-//! query must start a word of the text, best matches first.
+//! query must start a word of the text (a one-letter word must be a whole
+//! word), best matches first.
 //!
 //! PostgreSQL ranks with `ts_rank` over a generated `tsvector` column (GIN
 //! index); SQLite with FTS5's `bm25`. Both index the current text, so edits
@@ -17,6 +18,8 @@ use crate::error::{AppError, AppResult};
 pub const QUERY_MAX_CHARS: usize = 256;
 /// Most words a query may hold.
 pub const MAX_TERMS: usize = 8;
+/// Shortest word matched as a prefix of words.
+const PREFIX_MIN_CHARS: usize = 2;
 /// Deepest result a page may start at.
 pub const MAX_OFFSET: u64 = 10_000;
 /// Words shown around the first match in a snippet.
@@ -115,15 +118,18 @@ fn clause(
             "score DESC, m.id DESC",
         ),
     };
+    // A word of one letter matches as a whole word only: as a prefix it
+    // would match most of the index.
+    let prefix = |t: &String| t.chars().count() >= PREFIX_MIN_CHARS;
     let query = match backend {
         DatabaseBackend::Postgres => terms
             .iter()
-            .map(|t| format!("{t}:*"))
+            .map(|t| format!("{t}{}", if prefix(t) { ":*" } else { "" }))
             .collect::<Vec<_>>()
             .join(" & "),
         _ => terms
             .iter()
-            .map(|t| format!("\"{t}\"*"))
+            .map(|t| format!("\"{t}\"{}", if prefix(t) { "*" } else { "" }))
             .collect::<Vec<_>>()
             .join(" AND "),
     };
@@ -220,7 +226,13 @@ pub fn snippet(text: &str, terms: &[String]) -> String {
             (true, None) => start = Some(at),
             (false, Some(from)) => {
                 let word = text[from..at].to_lowercase();
-                let hit = terms.iter().any(|t| word.starts_with(t.as_str()));
+                let hit = terms.iter().any(|t| {
+                    if t.chars().count() >= PREFIX_MIN_CHARS {
+                        word.starts_with(t.as_str())
+                    } else {
+                        word == *t
+                    }
+                });
                 words.push((from, at, hit));
                 start = None;
             }

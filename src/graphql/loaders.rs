@@ -44,7 +44,9 @@ use crate::{
 
 mod chat;
 
-pub use chat::{LastSeenOf, MentionsOf, OnlineOf, ReactionsOf, ReplyCountOf, UnreadMentionsIn};
+pub use chat::{
+    LastSeenOf, MentionsOf, OnlineOf, ReactionsOf, ReplyCountOf, SharesRoom, UnreadMentionsIn,
+};
 
 pub type LoadError = Arc<AppError>;
 

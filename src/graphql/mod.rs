@@ -36,6 +36,7 @@ use crate::{
     events::EventBus,
     identity::{Identity, KnownUsers},
     presence::Presence,
+    ratelimit::Throttle,
     readmodel::RoomViews,
     sends::Sends,
     typing::Typing,
@@ -96,6 +97,7 @@ pub struct Services {
     pub events: Arc<dyn EventBus>,
     pub typing: Arc<Typing>,
     pub presence: Arc<Presence>,
+    pub throttle: Arc<Throttle>,
 }
 
 /// The executable schema, with its limits and services.
@@ -107,6 +109,7 @@ pub fn build(config: &Config, db: DatabaseConnection, services: Services) -> Cha
         .data(services.events)
         .data(services.typing)
         .data(services.presence)
+        .data(services.throttle)
         .data(SubscriptionSettings {
             recheck: config.unread_recheck(),
         })
@@ -387,6 +390,7 @@ pub(crate) trait ContextExt {
     fn accounts(&self) -> &Accounts;
     fn events(&self) -> &Arc<dyn EventBus>;
     fn typing(&self) -> &Arc<Typing>;
+    fn throttle(&self) -> &Throttle;
     fn known_users(&self) -> &KnownUsers;
     fn viewer(&self) -> Option<&Viewer>;
     /// The viewer's user id; `UNAUTHENTICATED` when there is none.
@@ -427,6 +431,10 @@ impl ContextExt for Context<'_> {
 
     fn typing(&self) -> &Arc<Typing> {
         self.data_unchecked::<Arc<Typing>>()
+    }
+
+    fn throttle(&self) -> &Throttle {
+        self.data_unchecked::<Arc<Throttle>>()
     }
 
     fn known_users(&self) -> &KnownUsers {

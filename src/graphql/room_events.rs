@@ -9,7 +9,7 @@
 //! and presence are live only: they are not numbered and not replayed.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     time::Duration,
 };
 
@@ -40,6 +40,11 @@ use crate::{
 
 /// Most stored events one database read delivers.
 const CATCH_UP_BATCH: u64 = 500;
+/// How long an event waits for a missing lower number to arrive from the
+/// bus before the database is read.
+const GAP_WAIT: Duration = Duration::from_millis(250);
+/// Most events kept waiting for a missing number.
+const EARLY_MAX: usize = 256;
 
 /// A message was stored in the room.
 #[derive(SimpleObject)]
@@ -188,6 +193,8 @@ enum Wake {
     Tick,
     /// The earliest typing indicator may have lapsed.
     Lapse,
+    /// A number has been missing for [`GAP_WAIT`].
+    Gap,
     Closed,
 }
 
@@ -200,8 +207,14 @@ struct RoomEventStream {
     pending: VecDeque<RoomEvent>,
     events: broadcast::Receiver<Event>,
     ticker: tokio::time::Interval,
-    /// Current members, for presence.
-    members: HashSet<i64>,
+    /// Current members, by id, for presence.
+    members: Vec<i64>,
+    /// Numbered events that arrived before a lower number, waiting a
+    /// moment for it (publishers announce in their own time) before the
+    /// database is read.
+    early: BTreeMap<i64, RoomEvent>,
+    /// Since when a number has been missing.
+    gap_since: Option<tokio::time::Instant>,
     /// Other members typing, and when their indicator lapses.
     typing: HashMap<i64, DateTime<Utc>>,
     /// The viewer left: end after what is pending.
@@ -228,7 +241,7 @@ impl RoomEventStream {
                         self.lapse();
                         false
                     }
-                    Wake::Lagged | Wake::Tick => true,
+                    Wake::Lagged | Wake::Tick | Wake::Gap => true,
                     Wake::Closed => return None,
                 };
             if catch_up {
@@ -247,6 +260,7 @@ impl RoomEventStream {
             .values()
             .min()
             .map(|at| (*at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+        let gap = self.gap_since.map(|since| since + GAP_WAIT);
         tokio::select! {
             received = self.events.recv() => match received {
                 Ok(event) => Wake::Event(event),
@@ -255,6 +269,7 @@ impl RoomEventStream {
             },
             _ = self.ticker.tick() => Wake::Tick,
             _ = tokio::time::sleep(lapse.unwrap_or(Duration::from_secs(3600))), if lapse.is_some() => Wake::Lapse,
+            _ = tokio::time::sleep_until(gap.unwrap_or_else(tokio::time::Instant::now)), if gap.is_some() => Wake::Gap,
         }
     }
 
@@ -281,7 +296,7 @@ impl RoomEventStream {
                 online,
                 last_seen_at,
             } => {
-                if user_id != self.viewer && self.members.contains(&user_id) {
+                if user_id != self.viewer && self.members.binary_search(&user_id).is_ok() {
                     self.pending
                         .push_back(RoomEvent::PresenceChanged(PresenceChangedEvent {
                             presence: UserPresence {
@@ -331,22 +346,38 @@ impl RoomEventStream {
         }
     }
 
-    /// Deliver a numbered event if it is the next one; true when some
-    /// number before it is missing (read the database).
+    /// Deliver a numbered event if it is the next one, with the early ones
+    /// it lets through; an event after a missing number waits (for at most
+    /// [`GAP_WAIT`]). True when the database must be read now.
     fn numbered(&mut self, seq: i64, event: impl FnOnce() -> RoomEvent) -> bool {
-        if seq <= self.delivered {
+        if seq <= self.delivered || self.early.contains_key(&seq) {
             return false;
         }
         if seq != self.delivered + 1 {
-            return true;
+            if self.early.len() >= EARLY_MAX {
+                return true;
+            }
+            self.early.insert(seq, event());
+            self.gap_since.get_or_insert_with(tokio::time::Instant::now);
+            return false;
         }
         let event = event();
         self.take(seq, event);
+        while let Some(next) = self.early.remove(&(self.delivered + 1)) {
+            self.take(self.delivered + 1, next);
+        }
+        if self.early.is_empty() {
+            self.gap_since = None;
+        }
         false
     }
 
     /// Deliver the next numbered event, keeping the stream's own state.
+    /// Nothing after the viewer's own leave is delivered.
     fn take(&mut self, seq: i64, event: RoomEvent) {
+        if self.ended {
+            return;
+        }
         self.delivered = seq;
         match &event {
             RoomEvent::MessageStored(stored) => {
@@ -357,11 +388,17 @@ impl RoomEventStream {
                 }
             }
             RoomEvent::MemberJoined(joined) => {
-                self.members.extend(joined.user_id);
+                if let Some(user) = joined.user_id
+                    && let Err(at) = self.members.binary_search(&user)
+                {
+                    self.members.insert(at, user);
+                }
             }
             RoomEvent::MemberLeft(left) => {
                 if let Some(user) = left.user_id {
-                    self.members.remove(&user);
+                    if let Ok(at) = self.members.binary_search(&user) {
+                        self.members.remove(at);
+                    }
                     if self.typing.remove(&user).is_some() {
                         self.pending.push_back(stop(user));
                     }
@@ -406,8 +443,9 @@ impl RoomEventStream {
     /// Read what was missed from the database, in order, one batch (the
     /// next call reads on when this one was full).
     async fn catch_up(&mut self) -> AppResult<()> {
-        let logged = log::since(&self.db, self.room, self.delivered, CATCH_UP_BATCH).await?;
-        self.behind = logged.len() as u64 >= CATCH_UP_BATCH;
+        let read = log::since(&self.db, self.room, self.delivered, CATCH_UP_BATCH).await?;
+        self.behind = read.more;
+        let logged = read.entries;
         let changed: Vec<i64> = logged
             .iter()
             .filter_map(|entry| match entry {
@@ -432,6 +470,14 @@ impl RoomEventStream {
                 },
             };
             self.take(seq, event);
+        }
+        // Numbers that hold nothing (a store that rolled back) are passed;
+        // what waited for a missing number came with this read.
+        self.delivered = self.delivered.max(read.through);
+        let delivered = self.delivered;
+        self.early.retain(|seq, _| *seq > delivered);
+        if self.early.is_empty() {
+            self.gap_since = None;
         }
         // Left without an event reaching us (the room is gone, say).
         if !self.behind
@@ -555,7 +601,12 @@ impl RoomEventSubscription {
             }
             None => latest,
         };
-        let members = rooms::member_ids(&db, room).await.extend()?;
+        let mut members: Vec<i64> = rooms::member_ids(&db, room)
+            .await
+            .extend()?
+            .into_iter()
+            .collect();
+        members.sort_unstable();
         let settings = *ctx.data_unchecked::<SubscriptionSettings>();
         let mut ticker = tokio::time::interval(settings.recheck);
         ticker.reset();
@@ -568,6 +619,8 @@ impl RoomEventSubscription {
             events,
             ticker,
             members,
+            early: BTreeMap::new(),
+            gap_since: None,
             typing: ctx
                 .typing()
                 .typing_in(room)

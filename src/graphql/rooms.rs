@@ -16,8 +16,8 @@ use super::{
     connection::{connection, page_cost, page_request, wants_total},
     load,
     loaders::{
-        HistoryOf, MemberOf, MembersOf, MessageCountOf, MessagesOf, ReplyCountOf, RoomById,
-        UnreadIn, UnreadMentionsIn, UserById, ViewOf,
+        HistoryOf, MemberOf, MembersOf, MessageCountOf, MessagesOf, RoomById, UnreadIn,
+        UnreadMentionsIn, UserById, ViewOf,
     },
     messages::Message,
     users::{User, parse_id},
@@ -194,7 +194,11 @@ impl Room {
             .await
             .extend()?;
         let total = if wants_total(ctx) {
-            load(ctx, ReplyCountOf(parent)).await?.unwrap_or(0)
+            // Counted in this room only: a message of another room has no
+            // thread here, and its count is not this room's to tell.
+            messages::reply_count_in(db, self.0.id, parent)
+                .await
+                .extend()?
         } else {
             0
         };

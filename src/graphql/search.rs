@@ -90,6 +90,7 @@ impl SearchQuery {
     ) -> Result<Results> {
         let viewer = ctx.viewer_id().await.extend()?;
         let terms = search::terms(&query).extend()?;
+        ctx.throttle().search(viewer).await.extend()?;
         let room = match room_id {
             Some(id) => {
                 let room = parse_id("roomId", &id).extend()?;

@@ -12,7 +12,7 @@ use super::{
     ContextExt, TotalCount,
     connection::{connection, page_cost, page_request, wants_total},
     load, load_error,
-    loaders::{LastSeenOf, MembershipsOfUser, OnlineOf, ProfileOf, RoomById, UserById},
+    loaders::{LastSeenOf, MembershipsOfUser, OnlineOf, ProfileOf, RoomById, SharesRoom, UserById},
     rooms::{Room, can_see},
 };
 use std::sync::Arc;
@@ -195,18 +195,29 @@ impl User {
     }
 
     /// Is the user connected now (a live websocket on any instance)? Not
-    /// the status they chose, which `profile` shows.
-    async fn presence(&self, ctx: &Context<'_>) -> Result<UserPresence> {
+    /// the status they chose, which `profile` shows. Only for the user
+    /// and those who share a room with them; null for anyone else.
+    async fn presence(&self, ctx: &Context<'_>) -> Result<Option<UserPresence>> {
+        let Some(viewer) = ctx.optional_viewer_id().await.extend()? else {
+            return Ok(None);
+        };
+        let key = SharesRoom {
+            viewer,
+            user: self.id,
+        };
+        if !load(ctx, key).await?.unwrap_or(false) {
+            return Ok(None);
+        }
         let online = load(ctx, OnlineOf(self.id)).await?.unwrap_or(false);
         let last_seen_at = if online {
             None
         } else {
             load(ctx, LastSeenOf(self.id)).await?
         };
-        Ok(UserPresence {
+        Ok(Some(UserPresence {
             online,
             last_seen_at,
-        })
+        }))
     }
 
     async fn profile(&self, ctx: &Context<'_>) -> Result<Profile> {

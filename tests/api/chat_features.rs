@@ -307,11 +307,22 @@ async fn replies_and_threads(app: TestApp) {
         replies["edges"][1]["node"]["replyTo"]["id"],
         parent.to_string()
     );
-    // Another room's message has no thread here; outsiders see none.
+    // Another room's message has no thread here, and its replies are not
+    // counted here; outsiders see none.
+    let data = app
+        .ok_as(
+            Some(3),
+            send,
+            json!({"room": other, "text": "re", "to": foreign}),
+        )
+        .await;
+    app.finished_task(data["sendGroupMessage"]["id"].as_str().unwrap())
+        .await;
     let data = app
         .ok_as(Some(1), thread, json!({"room": room, "id": foreign}))
         .await;
     assert_eq!(data["room"]["thread"]["totalCount"], 0);
+    assert_eq!(data["room"]["thread"]["edges"], json!([]));
     let body = app
         .graphql_as(Some(3), thread, json!({"room": room, "id": parent}))
         .await;

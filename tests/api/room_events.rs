@@ -298,6 +298,13 @@ async fn typing_and_presence_in_queries(app: TestApp) {
     // The status the user chose is not touched.
     let data = mutate(&app, 1, "{ user(id: 2) { profile { status } } }", json!({})).await;
     assert_eq!(data["user"]["profile"]["status"], "OFFLINE");
+    // Presence is for the user and those who share a room with them.
+    let presence = "{ user(id: 2) { presence { online } } }";
+    assert!(mutate(&app, 2, presence, json!({})).await["user"]["presence"].is_object());
+    let data = mutate(&app, 7, presence, json!({})).await;
+    assert_eq!(data["user"]["presence"], Value::Null, "{data}");
+    let body = app.graphql(presence, json!({})).await;
+    assert_eq!(body["data"]["user"]["presence"], Value::Null, "{body}");
 }
 
 /// Read until `done` holds (up to 5 s); the last answer.

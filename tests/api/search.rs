@@ -62,6 +62,10 @@ async fn search_finds_what_the_viewer_can_read(app: TestApp) {
         snippets.contains(&"I&#39;d rather have &lt;b&gt;<mark>pizza</mark>&lt;/b&gt; tomorrow"),
         "{snippets:?}"
     );
+    // A one-letter word is a whole word, not a prefix.
+    assert!(texts(&search(&app, 1, json!({"q": "p"})).await).is_empty());
+    let data = search(&app, 1, json!({"q": "d rather"})).await;
+    assert_eq!(texts(&data), ["I'd rather have <b>pizza</b> tomorrow"]);
     // Every word must match; a room narrows it.
     let data = search(&app, 1, json!({"q": "pizza NOON"})).await;
     assert_eq!(texts(&data), ["pizza meeting at noon"]);

@@ -7,7 +7,7 @@ use async_graphql::dataloader::Loader;
 use chrono::{DateTime, Utc};
 
 use super::{DbLoader, LoadError, group_by_viewer};
-use crate::domain::{mentions, messages, presence, reactions};
+use crate::domain::{mentions, messages, presence, reactions, rooms};
 
 /// Reactions of (message) as (viewer) sees them (0: anonymous).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -27,6 +27,12 @@ pub struct OnlineOf(pub i64);
 /// When the user's last live connection closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LastSeenOf(pub i64);
+/// Does (user) share a current room with (viewer)?
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SharesRoom {
+    pub viewer: i64,
+    pub user: i64,
+}
 /// Unread mentions of (viewer) in (room).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct UnreadMentionsIn {
@@ -128,6 +134,22 @@ impl Loader<UnreadMentionsIn> for DbLoader {
             for room in ids {
                 let count = counts.get(&room).copied().unwrap_or(0);
                 answers.insert(UnreadMentionsIn { viewer, room }, count);
+            }
+        }
+        Ok(answers)
+    }
+}
+
+impl Loader<SharesRoom> for DbLoader {
+    type Value = bool;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[SharesRoom]) -> Result<HashMap<SharesRoom, bool>, LoadError> {
+        let mut answers = HashMap::new();
+        for (viewer, users) in group_by_viewer(keys, |k| (k.viewer, k.user)) {
+            let shared = rooms::sharing(&self.db, viewer, &users).await?;
+            for user in users {
+                answers.insert(SharesRoom { viewer, user }, shared.contains(&user));
             }
         }
         Ok(answers)
