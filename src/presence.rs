@@ -39,6 +39,8 @@ use crate::{
 
 /// Longest wait for Redis on any presence operation.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Locks over users' comings and goings.
+const TRANSITION_SHARDS: usize = 64;
 
 /// Redis's clock, in milliseconds.
 const NOW: &str = "local t = redis.call('TIME')
@@ -122,8 +124,9 @@ pub struct Presence {
     /// Live connections per user on this instance.
     local: Mutex<HashMap<i64, usize>>,
     /// Held while one user's coming or going is handled, with what this
-    /// instance last published for each user (true: online).
-    transitions: tokio::sync::Mutex<HashMap<i64, bool>>,
+    /// instance last published for each user (true: online); sharded by
+    /// user, so a slow Redis holds up only the users of one shard.
+    transitions: Vec<tokio::sync::Mutex<HashMap<i64, bool>>>,
 }
 
 /// Held while a connection is live; dropping it closes the connection's
@@ -177,7 +180,9 @@ impl Presence {
             events,
             ttl,
             local: Mutex::new(HashMap::new()),
-            transitions: tokio::sync::Mutex::new(HashMap::new()),
+            transitions: (0..TRANSITION_SHARDS)
+                .map(|_| tokio::sync::Mutex::new(HashMap::new()))
+                .collect(),
         })
     }
 
@@ -236,6 +241,10 @@ impl Presence {
         }
     }
 
+    fn transitions_of(&self, user: i64) -> &tokio::sync::Mutex<HashMap<i64, bool>> {
+        &self.transitions[user.rem_euclid(TRANSITION_SHARDS as i64) as usize]
+    }
+
     fn connected_here(&self, user: i64) -> bool {
         self.local
             .lock()
@@ -247,7 +256,7 @@ impl Presence {
     /// connections here: one user's changes are handled one at a time,
     /// from the count as it is when the change is handled.
     async fn settle(&self, user: i64) {
-        let mut announced = self.transitions.lock().await;
+        let mut announced = self.transitions_of(user).lock().await;
         let here = self.connected_here(user);
         let said = announced.get(&user).copied();
         if here && said != Some(true) {
@@ -390,7 +399,7 @@ impl Presence {
             return;
         };
         for user in back {
-            let announced = self.transitions.lock().await;
+            let announced = self.transitions_of(user).lock().await;
             if announced.get(&user) == Some(&true) && self.connected_here(user) {
                 self.publish(user, true, None);
             }

@@ -23,7 +23,7 @@ use super::{
     users,
 };
 use crate::{
-    error::{AppError, AppResult, is_unique_violation},
+    error::{AppError, AppResult, is_foreign_key_violation, is_unique_violation},
     events::{Event, EventBus},
     versions::Key,
 };
@@ -338,6 +338,9 @@ pub async fn join(
     .map_err(|e| {
         if is_unique_violation(&e) {
             already()
+        } else if is_foreign_key_violation(&e) {
+            // The user was deleted since the check (the room is locked).
+            AppError::NotFound("user")
         } else {
             e.into()
         }

@@ -20,7 +20,9 @@ use super::{
     insert_unless_exists, now,
     pagination::{self, Page, PageRequest},
 };
-use crate::error::{AppError, AppResult, FieldErrors, is_unique_violation};
+use crate::error::{
+    AppError, AppResult, FieldErrors, is_foreign_key_violation, is_unique_violation,
+};
 
 pub const USERNAME_MAX: usize = 150;
 pub const NAME_MAX: usize = 150;
@@ -473,9 +475,14 @@ async fn username_taken(
     Ok(select.count(db).await? > 0)
 }
 
+/// A write's failure, as the client should hear it: a taken username, or
+/// a user deleted by another request since it was read (the row to update
+/// is gone, or the profile's user is).
 fn map_write_error(error: DbErr) -> AppError {
     if is_unique_violation(&error) {
         AppError::field("username", USERNAME_TAKEN)
+    } else if matches!(error, DbErr::RecordNotUpdated) || is_foreign_key_violation(&error) {
+        AppError::NotFound("user")
     } else {
         error.into()
     }
@@ -576,7 +583,8 @@ pub async fn update(
             ..Default::default()
         }
         .insert(&txn)
-        .await?
+        .await
+        .map_err(map_write_error)?
     } else {
         let mut profile = current.profile.clone().into_active_model();
         if let Some(status) = valid.status {
@@ -586,7 +594,7 @@ pub async fn update(
             profile.status_msg = Set(status_msg);
         }
         if profile.is_changed() {
-            profile.update(&txn).await?
+            profile.update(&txn).await.map_err(map_write_error)?
         } else {
             current.profile
         }
@@ -723,6 +731,18 @@ pub async fn seed(db: &DatabaseConnection, count: u32) -> AppResult<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_deleted_meanwhile_is_not_found() {
+        assert!(matches!(
+            map_write_error(DbErr::RecordNotUpdated),
+            AppError::NotFound("user")
+        ));
+        assert!(matches!(
+            map_write_error(DbErr::Custom("other".into())),
+            AppError::Internal(_)
+        ));
+    }
 
     fn input(username: &str, password: &str) -> UserInput {
         UserInput {
