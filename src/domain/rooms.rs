@@ -10,9 +10,9 @@ use std::collections::{HashMap, HashSet};
 
 use entity::{membership, room, room_event, user};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    RelationTrait, Select,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseConnection, DbErr, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, RelationTrait, Select,
 };
 
 use super::{
@@ -178,31 +178,35 @@ pub async fn create(
             "A room can be created with at most {INITIAL_MEMBERS_MAX} members"
         )));
     }
-    let mut member_ids: Vec<i64> = if member_usernames.is_empty() {
-        Vec::new()
-    } else {
-        user::Entity::find()
-            .select_only()
-            .column(user::Column::Id)
-            .filter(
-                user::Column::Username.is_in(
-                    // A name no user can have (a NUL, say) matches nobody,
-                    // and PostgreSQL would refuse the statement for it.
-                    member_usernames
-                        .iter()
-                        .filter(|name| crate::input::problem(name).is_none())
-                        .cloned(),
-                ),
-            )
-            .into_tuple()
-            .all(db)
-            .await?
-    };
-    member_ids.extend(creator);
+    let txn = super::begin_write(db).await?;
+    // The members (and the creator) are read with a share lock, so none of
+    // them can be deleted before the memberships are written.
+    let wanted = member_usernames
+        .iter()
+        // A name no user can have (a NUL, say) matches nobody, and
+        // PostgreSQL would refuse the statement for it.
+        .filter(|name| crate::input::problem(name).is_none())
+        .cloned();
+    let mut member_ids: Vec<i64> = user::Entity::find()
+        .select_only()
+        .column(user::Column::Id)
+        .filter(
+            Condition::any()
+                .add(user::Column::Username.is_in(wanted))
+                .add(user::Column::Id.is_in(creator)),
+        )
+        .lock_shared()
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    if let Some(creator) = creator
+        && !member_ids.contains(&creator)
+    {
+        return Err(AppError::NotFound("user"));
+    }
     member_ids.sort_unstable();
     member_ids.dedup();
 
-    let txn = super::begin_write(db).await?;
     if room::Entity::find()
         .filter(room::Column::Name.eq(name.as_str()))
         .count(&txn)
