@@ -359,24 +359,27 @@ impl Throttle {
 
     /// Count a typing indicator by `user`; the address counts as a send.
     pub async fn typing(&self, user: i64, client: Option<IpAddr>) -> AppResult<()> {
-        self.limiter
-            .hit(&self.typing_per_user, &user.to_string())
+        self.user_and_address(&self.typing_per_user, user, client)
             .await
-            .map_err(refused)?;
-        if let Some(client) = client {
-            self.limiter
-                .hit(&self.sends_per_address, &client.to_string())
-                .await
-                .map_err(refused)?;
-        }
-        Ok(())
     }
 
     /// Count a message write (a send, an edit, a delete, a reaction) by
     /// `user` from `client`.
     pub async fn send(&self, user: i64, client: Option<IpAddr>) -> AppResult<()> {
+        self.user_and_address(&self.sends_per_user, user, client)
+            .await
+    }
+
+    /// Count a hit of `user` against `rule`, and of `client` against the
+    /// per-address limit of message writes.
+    async fn user_and_address(
+        &self,
+        rule: &Rule,
+        user: i64,
+        client: Option<IpAddr>,
+    ) -> AppResult<()> {
         self.limiter
-            .hit(&self.sends_per_user, &user.to_string())
+            .hit(rule, &user.to_string())
             .await
             .map_err(refused)?;
         if let Some(client) = client {

@@ -58,17 +58,33 @@ async fn locked_for_change(
     Ok((txn, message, seq))
 }
 
-/// After the commit: bump the room's version, then tell every instance.
-async fn announce(events: &dyn EventBus, message: &message::Model, seq: i64) {
+/// Log the change under its number and commit; then bump the room's
+/// version and tell every instance.
+async fn finish(
+    txn: DatabaseTransaction,
+    events: &dyn EventBus,
+    message: message::Model,
+    seq: i64,
+    kind: Kind,
+    viewer: i64,
+) -> AppResult<message::Model> {
+    let subject = Subject {
+        message_id: Some(message.id),
+        user_id: Some(viewer),
+        emoji: None,
+    };
+    log::record_numbered(&txn, message.room_id, seq, kind, subject, now()).await?;
+    txn.commit().await?;
     let room_version = events
         .versions()
         .bump(&[(Key::Room(message.room_id), 1)])
         .await[0];
     events.publish(Event::MessageChanged {
-        message: StoredMessage::from(message),
+        message: StoredMessage::from(&message),
         seq,
         room_version,
     });
+    Ok(message)
 }
 
 /// Replace the text of the viewer's own message.
@@ -99,22 +115,7 @@ pub async fn edit(
     mentions::clear(&txn, message_id).await?;
     let mentioned = mentions::resolve(&txn, &[(room_id, text)]).await?;
     mentions::record(&txn, &[(message_id, room_id, mentioned.concat())]).await?;
-    log::record_numbered(
-        &txn,
-        room_id,
-        seq,
-        Kind::MessageEdited,
-        Subject {
-            message_id: Some(message_id),
-            user_id: Some(viewer),
-            emoji: None,
-        },
-        now(),
-    )
-    .await?;
-    txn.commit().await?;
-    announce(events, &message, seq).await;
-    Ok(message)
+    finish(txn, events, message, seq, Kind::MessageEdited, viewer).await
 }
 
 /// Delete the viewer's own message, leaving a tombstone. Deleting a
@@ -131,7 +132,6 @@ pub async fn delete(
         txn.rollback().await?;
         return Ok(message);
     }
-    let room_id = message.room_id;
     let mut row = message.into_active_model();
     row.text = Set(String::new());
     row.deleted_at = Set(Some(now()));
@@ -141,20 +141,5 @@ pub async fn delete(
         .filter(reaction::Column::MessageId.eq(message_id))
         .exec(&txn)
         .await?;
-    log::record_numbered(
-        &txn,
-        room_id,
-        seq,
-        Kind::MessageDeleted,
-        Subject {
-            message_id: Some(message_id),
-            user_id: Some(viewer),
-            emoji: None,
-        },
-        now(),
-    )
-    .await?;
-    txn.commit().await?;
-    announce(events, &message, seq).await;
-    Ok(message)
+    finish(txn, events, message, seq, Kind::MessageDeleted, viewer).await
 }

@@ -7,10 +7,10 @@
 //! index); SQLite with FTS5's `bm25`. Both index the current text, so edits
 //! and deletes show at once. Snippets are cut here, the same way on both.
 
-use chrono::{DateTime, Utc};
 use entity::message;
-use sea_orm::{ConnectionTrait, DatabaseBackend, FromQueryResult, Statement, Value};
-use uuid::Uuid;
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DbErr, FromQueryResult, QueryResult, Statement, Value,
+};
 
 use crate::error::{AppError, AppResult};
 
@@ -59,38 +59,13 @@ pub struct Hit {
     pub score: f64,
 }
 
-#[derive(FromQueryResult)]
-struct HitRow {
-    id: i64,
-    room_id: i64,
-    sender_id: Option<i64>,
-    text: String,
-    sent_at: DateTime<Utc>,
-    task_id: Option<Uuid>,
-    seq: i64,
-    edited_at: Option<DateTime<Utc>>,
-    deleted_at: Option<DateTime<Utc>>,
-    reply_to_id: Option<i64>,
-    score: f64,
-}
-
-impl From<HitRow> for Hit {
-    fn from(row: HitRow) -> Self {
-        Hit {
-            message: message::Model {
-                id: row.id,
-                room_id: row.room_id,
-                sender_id: row.sender_id,
-                text: row.text,
-                sent_at: row.sent_at,
-                task_id: row.task_id,
-                seq: row.seq,
-                edited_at: row.edited_at,
-                deleted_at: row.deleted_at,
-                reply_to_id: row.reply_to_id,
-            },
-            score: row.score,
-        }
+impl FromQueryResult for Hit {
+    /// A message's columns and its `score`.
+    fn from_query_result(row: &QueryResult, pre: &str) -> Result<Self, DbErr> {
+        Ok(Hit {
+            message: message::Model::from_query_result(row, pre)?,
+            score: row.try_get(pre, "score")?,
+        })
     }
 }
 
@@ -168,13 +143,9 @@ pub async fn search(
          {clause} ORDER BY {order} LIMIT {} OFFSET {offset}",
         limit + 1
     );
-    let mut hits: Vec<Hit> =
-        HitRow::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(Hit::from)
-            .collect();
+    let mut hits = Hit::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
+        .all(db)
+        .await?;
     let more = hits.len() as u64 > limit;
     hits.truncate(limit as usize);
     Ok((hits, more))

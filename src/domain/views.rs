@@ -6,8 +6,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use entity::{message, room};
-use sea_orm::{ConnectionTrait, FromQueryResult, Statement};
-use uuid::Uuid;
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, QueryResult, Statement};
 
 use crate::error::AppResult;
 
@@ -112,19 +111,14 @@ struct MemberRow {
     member_name: Option<String>,
 }
 
-#[derive(FromQueryResult)]
-struct MessageRow {
-    id: i64,
-    room_id: i64,
-    sender_id: Option<i64>,
-    text: String,
-    sent_at: DateTime<Utc>,
-    task_id: Option<Uuid>,
-    seq: i64,
-    edited_at: Option<DateTime<Utc>>,
-    deleted_at: Option<DateTime<Utc>>,
-    reply_to_id: Option<i64>,
-    sender_name: Option<String>,
+impl FromQueryResult for ViewMessage {
+    /// A message's columns and its sender's name (`sender_name`).
+    fn from_query_result(row: &QueryResult, pre: &str) -> Result<Self, DbErr> {
+        Ok(ViewMessage {
+            message: message::Model::from_query_result(row, pre)?,
+            sender: row.try_get(pre, "sender_name")?,
+        })
+    }
 }
 
 fn id_list(ids: &[i64]) -> String {
@@ -204,28 +198,14 @@ pub async fn load(
         )
     };
     let mut by_room: HashMap<i64, Vec<Arc<ViewMessage>>> = HashMap::new();
-    for row in MessageRow::find_by_statement(Statement::from_string(backend, sql))
+    for row in ViewMessage::find_by_statement(Statement::from_string(backend, sql))
         .all(db)
         .await?
     {
         by_room
-            .entry(row.room_id)
+            .entry(row.message.room_id)
             .or_default()
-            .push(Arc::new(ViewMessage {
-                message: message::Model {
-                    id: row.id,
-                    room_id: row.room_id,
-                    sender_id: row.sender_id,
-                    text: row.text,
-                    sent_at: row.sent_at,
-                    task_id: row.task_id,
-                    seq: row.seq,
-                    edited_at: row.edited_at,
-                    deleted_at: row.deleted_at,
-                    reply_to_id: row.reply_to_id,
-                },
-                sender: row.sender_name,
-            }));
+            .push(Arc::new(row));
     }
     for (id, view) in views.iter_mut() {
         let mut messages = by_room.remove(id).unwrap_or_default();
