@@ -6,7 +6,17 @@
 //! handlers read them (`body::text`), so a field nobody reads is ignored
 //! as before.
 
-use axum::response::{IntoResponse, Response};
+use std::{
+    convert::Infallible,
+    task::{Context, Poll},
+};
+
+use axum::{
+    extract::Request,
+    response::{IntoResponse, Response},
+};
+use futures::future::{Either, Ready, ready};
+use tower::{Layer, Service};
 
 use super::reply::{ChatError, UsersError};
 use crate::{
@@ -36,16 +46,49 @@ fn form_problem(raw: &[u8]) -> Option<(String, String)> {
     }
 }
 
-pub async fn check(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+/// The answer refusing a request whose query string holds a bad value.
+fn refusal(request: &Request) -> Option<Response> {
     let users = request.uri().path().starts_with("/users");
-    if let Some((field, message)) = request
-        .uri()
-        .query()
-        .and_then(|query| form_problem(query.as_bytes()))
-    {
-        return refuse(users, &field, &message);
+    let (field, message) = form_problem(request.uri().query()?.as_bytes())?;
+    Some(refuse(users, &field, &message))
+}
+
+/// Checks the query string of every legacy request before its handler
+/// (a service of its own, so a request costs no boxed future for it).
+#[derive(Clone, Copy)]
+pub struct CheckQueryLayer;
+
+impl<S> Layer<S> for CheckQueryLayer {
+    type Service = CheckQuery<S>;
+
+    fn layer(&self, inner: S) -> CheckQuery<S> {
+        CheckQuery { inner }
     }
-    next.run(request).await
+}
+
+#[derive(Clone)]
+pub struct CheckQuery<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for CheckQuery<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match refusal(&request) {
+            Some(refused) => Either::Left(ready(Ok(refused))),
+            None => Either::Right(self.inner.call(request)),
+        }
+    }
 }
 
 #[cfg(test)]

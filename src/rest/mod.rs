@@ -110,5 +110,5 @@ pub fn router() -> Router<AppState> {
         "/chat/messages/{id}",
         get(messages::room_history).fallback(chat_method_not_allowed),
     )
-    .layer(axum::middleware::from_fn(inputs::check))
+    .layer(inputs::CheckQueryLayer)
 }

@@ -1,0 +1,257 @@
+//! What every request goes through before its handler, as one service
+//! wrapped around each route (a layer of its own per concern would cost a
+//! boxed service, a boxed future and a response mapping per request each).
+//!
+//! For every request, in order:
+//! 1. an `x-request-id` (the client's, or a new random one), on the request
+//!    and on its response, and a tracing span carrying it;
+//! 2. past `MAX_IN_FLIGHT_REQUESTS` requests in flight, a 503 with
+//!    `Retry-After` instead of a queue (the probes and metrics are always
+//!    answered);
+//! 3. the whole body read within `HTTP_BODY_TIMEOUT_SECS` and
+//!    `BODY_LIMIT_BYTES` (a 408 and a closed connection for a client that
+//!    sends it too slowly, a 413 for one too large);
+//! 4. a handler that panics answers a 500 (the panic is logged);
+//! 5. counted and timed by route pattern in `/metrics`.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    panic::AssertUnwindSafe,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    body::Body,
+    extract::{MatchedPath, Request},
+    http::{HeaderName, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use futures::FutureExt;
+use http_body_util::BodyExt;
+use tokio::sync::Semaphore;
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The limits every request is held to.
+pub struct Transport {
+    pub body_limit: usize,
+    pub body_deadline: Duration,
+    pub in_flight: Arc<Semaphore>,
+}
+
+#[derive(Clone)]
+pub struct FrontLayer {
+    transport: Arc<Transport>,
+}
+
+impl FrontLayer {
+    pub fn new(transport: Transport) -> Self {
+        FrontLayer {
+            transport: Arc::new(transport),
+        }
+    }
+}
+
+impl<S> Layer<S> for FrontLayer {
+    type Service = Front<S>;
+
+    fn layer(&self, inner: S) -> Front<S> {
+        Front {
+            inner,
+            transport: self.transport.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Front<S> {
+    inner: S,
+    transport: Arc<Transport>,
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl<S> Service<Request> for Front<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Answer {
+        let started = Instant::now();
+        let id = match request.headers().get(REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = new_request_id();
+                request.headers_mut().insert(REQUEST_ID, id.clone());
+                id
+            }
+        };
+        let span = tracing::info_span!(
+            "http",
+            method = %request.method(),
+            path = %request.uri().path(),
+            request_id = id.to_str().unwrap_or("-"),
+        );
+        // The clone that was made ready is the one called.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let transport = self.transport.clone();
+        Box::pin(
+            async move {
+                let mut response = serve(&transport, inner, request, started).await;
+                response.headers_mut().entry(REQUEST_ID).or_insert(id);
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+async fn serve<S>(transport: &Transport, mut inner: S, request: Request, started: Instant) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    let method = crate::metrics::method_name(request.method());
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let probe = matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics");
+    tracing::debug!("started processing request");
+    let permit = if probe {
+        None
+    } else {
+        match transport.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                crate::metrics::count("http_requests_shed_total", "reason", "in_flight");
+                let mut response = transport_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Too many requests are in flight; retry shortly",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return response;
+            }
+        }
+    };
+    let response = match read_body(transport, request).await {
+        Ok(request) => match AssertUnwindSafe(async { inner.call(request).await })
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(response)) => response,
+            Ok(Err(never)) => match never {},
+            Err(panic) => super::health::panic_response(panic),
+        },
+        Err(refusal) => refusal,
+    };
+    drop(permit);
+    let status = response.status();
+    let elapsed = started.elapsed();
+    crate::metrics::http_request(
+        method,
+        route.as_ref().map_or("unmatched", |r| r.as_str()),
+        status.as_u16(),
+        elapsed,
+    );
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        tracing::error!(status = status.as_u16(), latency_ms, "response failed");
+    } else {
+        tracing::debug!(
+            status = status.as_u16(),
+            latency_ms,
+            "finished processing request"
+        );
+    }
+    response
+}
+
+/// A random UUID from the thread's own generator (uuid's v4 asks the
+/// kernel for randomness on every call), written without a `String`.
+fn new_request_id() -> HeaderValue {
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = id.hyphenated().encode_lower(&mut text);
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// A JSON error for a request refused by the transport, in the shape of
+/// the chat envelope (`{"status", "msg"}`).
+pub fn transport_error(status: StatusCode, msg: &str) -> Response {
+    let body = serde_json::json!({"status": status.as_u16(), "msg": msg}).to_string();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The request with its whole body read, or the answer refusing it.
+async fn read_body(transport: &Transport, request: Request) -> Result<Request, Response> {
+    // Most requests (GETs, upgrades) have no body: nothing to read.
+    if http_body::Body::is_end_stream(request.body()) {
+        return Ok(request);
+    }
+    let limit = transport.body_limit;
+    let too_large = || {
+        transport_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("The request body is larger than {limit} bytes"),
+        )
+    };
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = announced.filter(|length| *length > limit as u64) {
+        // A client reads no answer while it is still sending: take in (and
+        // drop) a body of moderate size first, so it sees the 413 rather
+        // than a reset connection. Past that, answer and close.
+        let mut response = too_large();
+        if length <= 8 * limit as u64 {
+            let mut body = request.into_body().into_data_stream();
+            let drain =
+                async { while let Some(Ok(_)) = futures::StreamExt::next(&mut body).await {} };
+            let _ = tokio::time::timeout(transport.body_deadline, drain).await;
+        }
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Err(response);
+    }
+    let (parts, body) = request.into_parts();
+    let read = http_body_util::Limited::new(body, limit).collect();
+    match tokio::time::timeout(transport.body_deadline, read).await {
+        Ok(Ok(collected)) => Ok(Request::from_parts(parts, Body::from(collected.to_bytes()))),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(_)) => Err(transport_error(
+            StatusCode::BAD_REQUEST,
+            "The request body could not be read",
+        )),
+        Err(_) => {
+            crate::metrics::count("http_connections_dropped_total", "reason", "body");
+            let mut response = transport_error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "The request body did not arrive within {} s",
+                    transport.body_deadline.as_secs()
+                ),
+            );
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Err(response)
+        }
+    }
+}
