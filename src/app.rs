@@ -155,21 +155,28 @@ pub fn faktory_config(config: &Config) -> Result<Option<FaktoryConfig>, StartupE
         .map_err(StartupError::from)
 }
 
-/// The event bus for this configuration: Redis pub/sub across instances
-/// when Redis is configured, in-process otherwise.
-/// Where the versions of cached data live: Redis when there is one, else
-/// the database (right for any number of instances on it).
+/// Where the versions of cached data live: Redis when there is one (the
+/// watched ones heard and trusted under a lease), else the database (right
+/// for any number of instances on it).
 pub fn versions(
     config: &Config,
     redis: Option<&ConnectionManager>,
     db: &DatabaseConnection,
 ) -> Arc<Versions> {
     match redis {
-        Some(connection) => Versions::redis(connection.clone(), &config.redis_key_prefix),
+        Some(connection) => {
+            let client = config
+                .redis_url
+                .as_deref()
+                .and_then(|url| redis::Client::open(url).ok());
+            Versions::redis(connection.clone(), client, &config.redis_key_prefix)
+        }
         None => Versions::database(db.clone()),
     }
 }
 
+/// The event bus for this configuration: Redis pub/sub across instances
+/// when Redis is configured, in-process otherwise.
 pub fn event_bus(
     config: &Config,
     redis: Option<&ConnectionManager>,

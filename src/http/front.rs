@@ -121,7 +121,12 @@ where
     }
 }
 
-async fn serve<S>(transport: &Transport, mut inner: S, request: Request, started: Instant) -> Response
+async fn serve<S>(
+    transport: &Transport,
+    mut inner: S,
+    request: Request,
+    started: Instant,
+) -> Response
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {

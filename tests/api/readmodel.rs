@@ -150,6 +150,31 @@ async fn send_and_wait(a: &TestApp, room: i64, text: &str) {
     assert_eq!(a.finished_task(&task).await["state"], "SUCCESS");
 }
 
+/// Rename user 4 on `a`; `b`'s user lists (REST and GraphQL) show the new
+/// name at once.
+async fn rename_seen(a: &TestApp, b: &TestApp, name: &str) {
+    let response = a
+        .client
+        .patch(a.url("/users/4/"))
+        .json(&json!({"first_name": name}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let list = rest(b, &format!("/users/?first_name={name}")).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{name}: {list}");
+    let all = rest(b, "/users/").await;
+    assert_eq!(all[3]["first_name"], name, "{name}");
+    let data = b
+        .ok_as(
+            Some(1),
+            "{ users(first: 5) { edges { node { firstName } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["users"]["edges"][3]["node"]["firstName"], name);
+}
+
 async fn set_membership(a: &TestApp, user: i64, room: i64, join: bool) {
     let field = if join { "joinRoom" } else { "leaveRoom" };
     a.ok_as(
@@ -185,8 +210,10 @@ async fn two_instances_through_a_redis_restart(backend: Backend) {
     assert_eq!(members, ["user_1", "user_2", "user_3"]);
     let list = rest(&b, "/chat/chatroom/?user_id=3").await;
     assert_eq!(list["data"][0]["id"], room);
+    rename_seen(&a, &b, "before").await;
 
     redis.stop();
+    rename_seen(&a, &b, "during").await;
     send_and_wait(&a, room, "two").await;
     set_membership(&a, 3, room, false).await;
     let (texts, members) = seen_by(&b, room).await;
@@ -206,8 +233,40 @@ async fn two_instances_through_a_redis_restart(backend: Backend) {
     assert_eq!(members, ["user_1", "user_2", "user_3"]);
     let list = rest(&b, "/chat/chatroom/?user_id=3").await;
     assert_eq!(list["data"][0]["id"], room);
+    rename_seen(&a, &b, "after").await;
+    rename_seen(&b, &a, "back").await;
     // And A reads its own writes the same way.
     assert_eq!(seen_by(&a, room).await, seen_by(&b, room).await);
+}
+
+/// User writes on one instance, read at once on the other, back to back:
+/// each write answers only after every instance that trusts its heard
+/// versions has heard it.
+async fn user_writes_read_at_once_elsewhere(backend: Backend) {
+    let Some(a) = spawn_app_with(backend, |_| {}).await else {
+        return;
+    };
+    if a.config.redis_url.is_none() {
+        return;
+    }
+    let b = start(a.config.clone(), a.backend, None).await;
+    // Warm both instances' lists, so stale ones would be there to serve.
+    rest(&a, "/users/").await;
+    rest(&b, "/users/").await;
+    for n in 0..30 {
+        let (writer, reader) = if n % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        rename_seen(writer, reader, &format!("n{n}")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_writes_read_at_once_elsewhere_on_sqlite() {
+    user_writes_read_at_once_elsewhere(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_writes_read_at_once_elsewhere_on_postgres() {
+    user_writes_read_at_once_elsewhere(Backend::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

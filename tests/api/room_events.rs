@@ -298,7 +298,10 @@ async fn typing_and_presence_in_queries(app: TestApp) {
             assert_eq!(data["room"]["typing"], json!([{"username": "user_2"}]));
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "never typing: {data}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never typing: {data}"
+        );
     }
     mutate(&app, 2, TYPING, json!({"r": room, "on": false})).await;
     drop(socket);

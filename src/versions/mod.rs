@@ -19,6 +19,9 @@
 //!   set; a reader reads its rows in one statement.
 //! - **This process** (tests, tools).
 
+mod redis_store;
+mod trust;
+
 use std::{
     collections::HashMap,
     fmt,
@@ -27,6 +30,7 @@ use std::{
 };
 
 use redis::aio::ConnectionManager;
+use redis_store::RedisVersions;
 use sea_orm::{DatabaseConnection, FromQueryResult, Statement};
 use tokio::sync::{mpsc, oneshot};
 
@@ -55,6 +59,12 @@ impl fmt::Display for Key {
 }
 
 impl Key {
+    /// Counters every instance keeps current from the bumps it hears (see
+    /// [`trust`]); a room's are asked for.
+    fn is_watched(self) -> bool {
+        !matches!(self, Key::Room(_))
+    }
+
     fn parse(name: &str) -> Option<Key> {
         match name {
             "users" => Some(Key::Users),
@@ -66,7 +76,7 @@ impl Key {
 }
 
 /// Longest wait for Redis before a read falls back to the database.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+pub(crate) const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 
 pub struct Versions {
     store: Arc<Store>,
@@ -89,33 +99,10 @@ enum Store {
     Redis(Arc<RedisVersions>),
 }
 
-struct RedisVersions {
-    connection: ConnectionManager,
-    prefix: String,
-    /// Bumps that did not reach Redis yet, by key.
-    owed: Mutex<HashMap<Key, u64>>,
-    bump: redis::Script,
-}
-
-/// `KEYS`: the counters; `ARGV`: per key a random seed and an increment.
-/// Seeds missing counters, bumps them, returns the new versions.
-const BUMP_SCRIPT: &str = r"
-local out = {}
-for i = 1, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[2 * i - 1], 'NX')
-  out[i] = redis.call('INCRBY', KEYS[i], ARGV[2 * i])
-end
-return out
-";
-
 #[derive(FromQueryResult)]
 struct Row {
     name: String,
     version: i64,
-}
-
-fn random_base() -> u64 {
-    u64::from(rand::random::<u32>()) << 16
 }
 
 impl Versions {
@@ -130,13 +117,17 @@ impl Versions {
         Versions::shared(Store::Database(db))
     }
 
-    pub fn redis(connection: ConnectionManager, prefix: &str) -> Arc<Self> {
-        Versions::shared(Store::Redis(Arc::new(RedisVersions {
-            connection,
-            prefix: format!("{prefix}v:"),
-            owed: Mutex::new(HashMap::new()),
-            bump: redis::Script::new(BUMP_SCRIPT),
-        })))
+    /// Counters in Redis; with `client`, the watched ones are also heard
+    /// and trusted under a lease (see [`trust`]).
+    pub fn redis(
+        connection: ConnectionManager,
+        client: Option<redis::Client>,
+        prefix: &str,
+    ) -> Arc<Self> {
+        let prefix = format!("{prefix}v:");
+        let mut redis = RedisVersions::new(connection.clone(), prefix.clone());
+        redis.trust = client.map(|client| trust::Trust::start(connection, prefix, client));
+        Versions::shared(Store::Redis(Arc::new(redis)))
     }
 
     fn shared(store: Store) -> Arc<Self> {
@@ -156,10 +147,13 @@ impl Versions {
         if matches!(self.store.as_ref(), Store::Memory(_)) {
             return self.store.fetch(keys).await;
         }
-        if let Store::Redis(redis) = self.store.as_ref()
-            && redis.owes_any(keys)
-        {
-            return None;
+        if let Store::Redis(redis) = self.store.as_ref() {
+            if redis.owes_any(keys) {
+                return None;
+            }
+            if let Some(trusted) = redis.trust.as_ref().and_then(|t| t.get(keys)) {
+                return Some(trusted);
+            }
         }
         let (reply, answer) = oneshot::channel();
         self.asks
@@ -315,117 +309,6 @@ async fn bump_rows(db: &DatabaseConnection, changes: &[(Key, u64)]) -> HashMap<K
         }
     }
     HashMap::new()
-}
-
-impl RedisVersions {
-    fn name(&self, key: Key) -> String {
-        format!("{}{key}", self.prefix)
-    }
-
-    fn owes_any(&self, keys: &[Key]) -> bool {
-        match self.owed.lock() {
-            Ok(owed) => !owed.is_empty() && keys.iter().any(|k| owed.contains_key(k)),
-            Err(_) => true,
-        }
-    }
-
-    async fn fetch(&self, keys: &[Key]) -> Option<Vec<u64>> {
-        let names: Vec<String> = keys.iter().map(|k| self.name(*k)).collect();
-        let mut connection = self.connection.clone();
-        let asked = tokio::time::timeout(REDIS_TIMEOUT, async {
-            redis::cmd("MGET")
-                .arg(&names)
-                .query_async::<Vec<Option<u64>>>(&mut connection)
-                .await
-        })
-        .await;
-        match asked {
-            // A counter Redis does not have (never bumped, or lost in a
-            // restart) reads as 0; a bump seeds it with a random base.
-            Ok(Ok(values)) if values.len() == keys.len() => {
-                Some(values.into_iter().map(|v| v.unwrap_or(0)).collect())
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cache versions unavailable");
-                None
-            }
-            _ => None,
-        }
-    }
-
-    async fn bump(self: &Arc<Self>, changes: &[(Key, u64)]) -> HashMap<Key, u64> {
-        match self.try_bump(changes).await {
-            Ok(bumped) => bumped,
-            Err(reason) => {
-                tracing::error!(%reason, "could not bump cache versions; retrying in the background");
-                let first_owed = {
-                    let Ok(mut owed) = self.owed.lock() else {
-                        return HashMap::new();
-                    };
-                    let was_empty = owed.is_empty();
-                    for (key, by) in changes {
-                        *owed.entry(*key).or_insert(0) += by;
-                    }
-                    was_empty
-                };
-                if first_owed {
-                    tokio::spawn(pay_owed(self.clone()));
-                }
-                HashMap::new()
-            }
-        }
-    }
-
-    async fn try_bump(&self, changes: &[(Key, u64)]) -> Result<HashMap<Key, u64>, String> {
-        let mut invocation = self.bump.prepare_invoke();
-        for (key, _) in changes {
-            invocation.key(self.name(*key));
-        }
-        for (_, by) in changes {
-            invocation.arg(random_base()).arg(*by);
-        }
-        let mut connection = self.connection.clone();
-        let versions: Vec<u64> =
-            tokio::time::timeout(REDIS_TIMEOUT * 4, invocation.invoke_async(&mut connection))
-                .await
-                .map_err(|_| "timed out".to_owned())?
-                .map_err(|e| e.to_string())?;
-        Ok(changes.iter().map(|c| c.0).zip(versions).collect())
-    }
-}
-
-/// Retry owed bumps until Redis takes them.
-async fn pay_owed(versions: Arc<RedisVersions>) {
-    let mut pause = Duration::from_millis(50);
-    loop {
-        tokio::time::sleep(pause).await;
-        let owed: Vec<(Key, u64)> = match versions.owed.lock() {
-            Ok(owed) => owed.iter().map(|(k, v)| (*k, *v)).collect(),
-            Err(_) => return,
-        };
-        if owed.is_empty() {
-            return;
-        }
-        if versions.try_bump(&owed).await.is_ok() {
-            if let Ok(mut map) = versions.owed.lock() {
-                for (key, by) in owed {
-                    if let Some(left) = map.get_mut(&key) {
-                        *left = left.saturating_sub(by);
-                        if *left == 0 {
-                            map.remove(&key);
-                        }
-                    }
-                }
-                if map.is_empty() {
-                    tracing::info!("owed cache version bumps recorded");
-                    return;
-                }
-            }
-            pause = Duration::from_millis(50);
-        } else {
-            pause = (pause * 2).min(Duration::from_secs(2));
-        }
-    }
 }
 
 #[cfg(test)]
