@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: the read paths, PostgreSQL mode, 32 connections, release build.
-#   - GET /users/ (cached) against a bare axum handler returning the same bytes
+#   - GET /users/ (cached) against a bare axum handler returning the same bytes,
+#     in $ROUNDS interleaved rounds, with the ratio of the two
 #   - GET /chat/chatroom/?user_id=1 (10 rooms with 6 members each)
 #   - room history, 50 messages with senders: REST and GraphQL
 #
@@ -57,9 +58,14 @@ measure() { # name url [lua]
 
 printf '{"query":"query($r: ID!) { room(id: $r) { name members { username } messages(last: 50) { edges { node { id text sentAt sender { username } } } } } }","variables":{"r":"%s"}}' "$ROOM" >"$WORK/history.json"
 
+ROUNDS="${ROUNDS:-3}"
 {
-  measure "bare-axum-users" "http://127.0.0.1:$BARE_PORT/users/"
-  measure "users-cached" "$BASE/users/"
+  # The bare handler and the cached list in interleaved rounds, so a pause
+  # in the machine's other load favours neither.
+  for round in $(seq 1 "$ROUNDS"); do
+    measure "bare-axum-users#$round" "http://127.0.0.1:$BARE_PORT/users/"
+    measure "users-cached#$round" "$BASE/users/"
+  done
   measure "chatroom-list" "$BASE/chat/chatroom/?user_id=1"
   measure "history-rest" "$BASE/chat/messages/$ROOM/?user_id=1"
   BODY_FILE="$WORK/history.json" USER_ID=1 measure "history-graphql" "$BASE/graphql" bench/post_report.lua

@@ -169,7 +169,11 @@ pub fn versions(
                 .redis_url
                 .as_deref()
                 .and_then(|url| redis::Client::open(url).ok());
-            Versions::redis(connection.clone(), client, &config.redis_key_prefix)
+            Versions::redis(
+                connection.clone(),
+                client.map(|client| (client, config.cache_lease())),
+                &config.redis_key_prefix,
+            )
         }
         None => Versions::database(db.clone()),
     }

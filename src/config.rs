@@ -462,6 +462,13 @@ pub struct Config {
     )]
     pub rate_limit_searches: Rate,
 
+    /// Milliseconds an instance's lease on the user and membership versions
+    /// it heard lasts (with Redis): how long it may serve user lists
+    /// without asking Redis, and the longest a user write waits for an
+    /// instance that stopped answering.
+    #[arg(long, env = "CACHE_LEASE_MS", default_value_t = 1_500, global = true)]
+    pub cache_lease_ms: u64,
+
     /// Seconds a typing indicator lasts unless renewed.
     #[arg(long, env = "TYPING_TTL_SECS", default_value_t = 6, global = true)]
     pub typing_ttl_secs: u64,
@@ -508,6 +515,10 @@ impl Config {
 
     pub fn token_ttl(&self) -> chrono::Duration {
         chrono::Duration::hours(i64::from(self.token_ttl_hours.max(1)))
+    }
+
+    pub fn cache_lease(&self) -> Duration {
+        Duration::from_millis(self.cache_lease_ms.clamp(100, 60_000))
     }
 
     pub fn typing_ttl(&self) -> Duration {

@@ -117,16 +117,19 @@ impl Versions {
         Versions::shared(Store::Database(db))
     }
 
-    /// Counters in Redis; with `client`, the watched ones are also heard
-    /// and trusted under a lease (see [`trust`]).
+    /// Counters in Redis; with a client to listen with, the watched ones
+    /// are also heard and trusted under a lease of the given length (see
+    /// [`trust`]).
     pub fn redis(
         connection: ConnectionManager,
-        client: Option<redis::Client>,
+        listen: Option<(redis::Client, Duration)>,
         prefix: &str,
     ) -> Arc<Self> {
         let prefix = format!("{prefix}v:");
-        let mut redis = RedisVersions::new(connection.clone(), prefix.clone());
-        redis.trust = client.map(|client| trust::Trust::start(connection, prefix, client));
+        let lease = listen.as_ref().map_or(trust::DEFAULT_LEASE, |l| l.1);
+        let mut redis = RedisVersions::new(connection.clone(), prefix.clone(), lease);
+        redis.trust =
+            listen.map(|(client, lease)| trust::Trust::start(connection, prefix, client, lease));
         Versions::shared(Store::Redis(Arc::new(redis)))
     }
 

@@ -15,6 +15,9 @@ use super::{
     trust::{self, Trust},
 };
 
+/// How long a bump is tried before it is owed.
+const OWE_AFTER: Duration = Duration::from_secs(1);
+
 pub(super) struct RedisVersions {
     connection: ConnectionManager,
     /// The counters' prefix (`{REDIS_KEY_PREFIX}v:`).
@@ -26,19 +29,23 @@ pub(super) struct RedisVersions {
     /// The versions this instance may use without asking Redis, when it
     /// listens for bumps.
     pub(super) trust: Option<Arc<Trust>>,
+    /// How long a lease lives (every instance should have the same).
+    lease: Duration,
 }
 
-/// `KEYS`: the counters, then the epoch and the sequence of watched bumps.
-/// `ARGV`: per counter a random seed and an increment, then how many of the
-/// counters (the first ones) are watched, a random epoch, the channel, and
-/// the watched counters' names.
+/// `KEYS`: the counters, then the epoch, the sequence of watched bumps and
+/// the fresh-epoch marker. `ARGV`: per counter a random seed and an
+/// increment, then how many of the counters (the first ones) are watched,
+/// a random epoch, the channel, the watched counters' names, and the lease
+/// length (ms).
 ///
 /// Seeds missing counters and bumps them; a bump of watched counters also
 /// takes the next sequence number and is published with it, in the same
-/// step, so every listener hears bumps in sequence order.
+/// step, so every listener hears bumps in sequence order. A new epoch is
+/// marked fresh for a lease (see [`WAIT_SCRIPT`]).
 /// Returns `{versions, seq, epoch}` (`seq` 0 when nothing is watched).
 const BUMP_SCRIPT: &str = r"
-local n = #KEYS - 2
+local n = #KEYS - 3
 local out = {}
 for i = 1, n do
   redis.call('SET', KEYS[i], ARGV[2 * i - 1], 'NX')
@@ -48,7 +55,9 @@ local watched = tonumber(ARGV[2 * n + 1])
 if watched == 0 then
   return {out, 0, ''}
 end
-redis.call('SET', KEYS[n + 1], ARGV[2 * n + 2], 'NX')
+if redis.call('SET', KEYS[n + 1], ARGV[2 * n + 2], 'NX') then
+  redis.call('SET', KEYS[n + 3], '1', 'PX', ARGV[#ARGV])
+end
 local epoch = redis.call('GET', KEYS[n + 1])
 local seq = redis.call('INCR', KEYS[n + 2])
 local message = epoch .. ' ' .. string.format('%d', seq)
@@ -59,44 +68,50 @@ redis.call('PUBLISH', ARGV[2 * n + 3], message)
 return {out, seq, epoch}
 ";
 
-/// `KEYS`: the epoch and the leases. `ARGV`: the epoch of a bump, its
-/// sequence number, and how long an expired lease is kept (ms).
-/// How many live leases have not acknowledged the bump yet; -1 when the
-/// epoch changed (Redis lost its data: every lease is unknown).
+/// `KEYS`: the epoch, the leases, the sequence and the fresh-epoch marker.
+/// `ARGV`: the epoch of a bump, its sequence number, and how long an
+/// expired lease is kept (ms).
+/// `{pending, fresh}`: how many live leases have not acknowledged the bump
+/// yet, and for how many more ms the epoch is fresh (Redis lost its data
+/// that long ago: leases granted before are not in it). Pending is -1 when
+/// the leases cannot be known: the epoch changed, or a lease acknowledged
+/// more than the sequence holds (Redis lost part of its data).
 const WAIT_SCRIPT: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return -1
+  return {-1, 0}
 end
+local fresh = math.max(redis.call('PTTL', KEYS[4]), 0)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local seq = tonumber(ARGV[2])
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
 local pending = 0
 local leases = redis.call('HGETALL', KEYS[2])
 for i = 1, #leases, 2 do
   local acked, due, expiry = string.match(leases[i + 1], '^(%d+) (%d+) (%d+)$')
+  acked = tonumber(acked or '0')
   expiry = tonumber(expiry or '0')
+  if acked > last then
+    return {-1, 0}
+  end
   if expiry <= now then
     if expiry + tonumber(ARGV[3]) < now then
       redis.call('HDEL', KEYS[2], leases[i])
     end
-  elseif tonumber(acked) < seq then
+  elseif acked < seq then
     pending = pending + 1
   end
 end
-return pending
+return {pending, fresh}
 ";
-
-/// Longest a writer waits for the listeners' acknowledgements: by then
-/// every lease granted before its bump has run out.
-const WAIT_MAX: Duration = Duration::from_millis(2 * trust::LEASE_MS + 250);
 
 /// A counter's key.
 pub(super) fn counter_name(prefix: &str, key: Key) -> String {
     format!("{prefix}{key}")
 }
 
-/// One of the lease protocol's keys (`@epoch`, `@seq`, `@leases`,
-/// `@bumps`), apart from every counter's.
+/// One of the lease protocol's keys (`@epoch`, `@seq`, `@fresh`,
+/// `@leases`, `@bumps`), apart from every counter's.
 pub(super) fn meta_name(prefix: &str, name: &str) -> String {
     format!("{prefix}@{name}")
 }
@@ -106,8 +121,9 @@ pub(super) fn random_base() -> u64 {
 }
 
 impl RedisVersions {
-    pub(super) fn new(connection: ConnectionManager, prefix: String) -> Self {
+    pub(super) fn new(connection: ConnectionManager, prefix: String, lease: Duration) -> Self {
         RedisVersions {
+            lease,
             connection,
             prefix,
             owed: Mutex::new(HashMap::new()),
@@ -123,6 +139,12 @@ impl RedisVersions {
 
     fn meta(&self, name: &str) -> String {
         meta_name(&self.prefix, name)
+    }
+
+    /// Longest a writer waits for the listeners' acknowledgements: by then
+    /// every lease granted before its bump has run out.
+    fn wait_max(&self) -> Duration {
+        self.lease * 2 + Duration::from_millis(250)
     }
 
     pub(super) fn owes_any(&self, keys: &[Key]) -> bool {
@@ -159,15 +181,11 @@ impl RedisVersions {
     /// Bump `changes` (sorted by key, so the watched ones come first).
     /// Answers once every instance that trusts what it heard has heard it.
     pub(super) async fn bump(self: &Arc<Self>, changes: &[(Key, u64)]) -> HashMap<Key, u64> {
-        let started = Instant::now();
         let watched = changes.iter().any(|(k, _)| k.is_watched());
-        match self.try_bump(changes).await {
+        match self.try_bump_for(changes, OWE_AFTER).await {
             Ok((bumped, heard)) => {
                 if let Some((epoch, seq)) = heard {
-                    if let Some(trust) = &self.trust {
-                        trust.saw_bump(&epoch, &bumped);
-                    }
-                    self.wait_heard(&epoch, seq, started).await;
+                    self.heard_everywhere(&epoch, seq, &bumped).await;
                 }
                 bumped
             }
@@ -187,10 +205,34 @@ impl RedisVersions {
                     tokio::spawn(pay_owed(self.clone()));
                 }
                 if watched {
-                    // Nobody heard it: answer once every lease has run out.
-                    tokio::time::sleep_until(started + WAIT_MAX).await;
+                    // Nobody heard it (the script may still run later):
+                    // answer once every lease has run out.
+                    tokio::time::sleep(self.wait_max()).await;
                 }
                 HashMap::new()
+            }
+        }
+    }
+
+    /// [`Self::try_bump`], tried again for up to `patience`: a Redis that
+    /// just came back may answer other instances before this one's
+    /// connection is back, and a bump owed meanwhile would let them serve
+    /// what it replaced.
+    async fn try_bump_for(
+        &self,
+        changes: &[(Key, u64)],
+        patience: Duration,
+    ) -> Result<(HashMap<Key, u64>, Option<(String, u64)>), String> {
+        let give_up = Instant::now() + patience;
+        let mut pause = Duration::from_millis(25);
+        loop {
+            match self.try_bump(changes).await {
+                Ok(done) => return Ok(done),
+                Err(reason) if Instant::now() + pause >= give_up => return Err(reason),
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
             }
         }
     }
@@ -204,7 +246,10 @@ impl RedisVersions {
         for (key, _) in changes {
             invocation.key(self.name(*key));
         }
-        invocation.key(self.meta("epoch")).key(self.meta("seq"));
+        invocation
+            .key(self.meta("epoch"))
+            .key(self.meta("seq"))
+            .key(self.meta("fresh"));
         for (_, by) in changes {
             invocation.arg(random_base()).arg(*by);
         }
@@ -220,6 +265,7 @@ impl RedisVersions {
         for key in &watched {
             invocation.arg(key.to_string());
         }
+        invocation.arg(self.lease.as_millis() as u64);
         let mut connection = self.connection.clone();
         let (versions, seq, epoch): (Vec<u64>, u64, String) =
             tokio::time::timeout(REDIS_TIMEOUT * 4, invocation.invoke_async(&mut connection))
@@ -230,10 +276,20 @@ impl RedisVersions {
         Ok((bumped, (seq > 0).then_some((epoch, seq))))
     }
 
+    /// This instance's own watched bump, seen at once, and heard by every
+    /// instance that trusts what it heard.
+    async fn heard_everywhere(&self, epoch: &str, seq: u64, bumped: &HashMap<Key, u64>) {
+        if let Some(trust) = &self.trust {
+            trust.saw_bump(epoch, bumped);
+        }
+        self.wait_heard(epoch, seq).await;
+    }
+
     /// Wait until every live lease acknowledged bump `seq` of `epoch` (or
-    /// ran out), at most until every lease granted before it has run out.
-    async fn wait_heard(&self, epoch: &str, seq: u64, started: Instant) {
-        let deadline = started + WAIT_MAX;
+    /// ran out), at most until every lease granted before it has run out
+    /// (counted from its reply: the bump ran before it).
+    async fn wait_heard(&self, epoch: &str, seq: u64) {
+        let deadline = Instant::now() + self.wait_max();
         let mut pause = Duration::from_millis(1);
         loop {
             let mut connection = self.connection.clone();
@@ -242,18 +298,31 @@ impl RedisVersions {
                 self.wait
                     .key(self.meta("epoch"))
                     .key(self.meta("leases"))
+                    .key(self.meta("seq"))
+                    .key(self.meta("fresh"))
                     .arg(epoch)
                     .arg(seq)
-                    .arg(WAIT_MAX.as_millis() as u64 * 10)
-                    .invoke_async::<i64>(&mut connection),
+                    .arg(self.wait_max().as_millis() as u64 * 10)
+                    .invoke_async::<(i64, i64)>(&mut connection),
             )
             .await;
             match asked {
-                Ok(Ok(0)) => return,
-                Ok(Ok(-1)) => {
-                    // Redis lost the leases with its data: wait them out.
+                Ok(Ok((0, 0))) => return,
+                Ok(Ok((-1, _))) => {
+                    // The leases cannot be known: wait them out.
                     tokio::time::sleep_until(deadline).await;
                     return;
+                }
+                Ok(Ok((_, fresh))) if fresh > 0 => {
+                    // Leases of the lost data may live until it is no
+                    // longer fresh.
+                    let until = Instant::now() + Duration::from_millis(fresh as u64);
+                    if until >= deadline {
+                        tokio::time::sleep_until(deadline).await;
+                        return;
+                    }
+                    tokio::time::sleep_until(until).await;
+                    continue;
                 }
                 _ => {}
             }
@@ -287,7 +356,11 @@ async fn pay_owed(versions: Arc<RedisVersions>) {
         if owed.is_empty() {
             return;
         }
-        if versions.try_bump(&owed).await.is_ok() {
+        if let Ok((bumped, heard)) = versions.try_bump(&owed).await {
+            // Owed until every instance that trusts what it heard has heard it.
+            if let Some((epoch, seq)) = heard {
+                versions.heard_everywhere(&epoch, seq, &bumped).await;
+            }
             if let Ok(mut map) = versions.owed.lock() {
                 for (key, by) in owed {
                     if let Some(left) = map.get_mut(&key) {

@@ -11,7 +11,7 @@
 //!   counter and the sequence in one step; it hears every later bump, in
 //!   order, and stops trusting at a gap, a lost subscription or a Redis
 //!   that lost its data (a new epoch);
-//! - renews its lease, with what it acknowledged, every [`RENEW_MS`] and
+//! - renews its lease, with what it acknowledged, every fifth of it and
 //!   after every bump it hears; a renewal is granted only to an instance
 //!   that acknowledged everything up to its previous renewal (or, for a new
 //!   or run-out lease, everything so far), so a listener that stopped
@@ -20,8 +20,15 @@
 //!   trusting before Redis counts the lease as run out.
 //!
 //! Redis keys, beside the counters: `@epoch` (a random id, new when Redis
-//! lost its data), `@seq`, `@leases` (a hash: instance -> "acked due
-//! expiry"); channel `@bumps`.
+//! lost its data; `@fresh` for a lease after, while leases granted in
+//! the lost data may still be trusted), `@seq`, `@leases` (a hash:
+//! instance -> "acked due expiry"); channel `@bumps`.
+//!
+//! What it assumes of Redis: it keeps what it has until it restarts empty
+//! (no eviction of these keys: `maxmemory-policy noeviction` or a
+//! `volatile-*` one, no restore of an older copy; a lost sequence that an
+//! instance had acknowledged is noticed and waited out), and its clock does
+//! not step.
 
 use std::{
     collections::HashMap,
@@ -41,39 +48,50 @@ use super::{
     redis_store::{counter_name, meta_name},
 };
 
-/// How long a lease lives.
-pub(super) const LEASE_MS: u64 = 1_500;
-/// How often a lease is renewed (besides after every bump heard).
-const RENEW_MS: u64 = 300;
-/// How much earlier than Redis this instance stops trusting.
-const MARGIN_MS: u64 = 200;
+/// How long a lease lives unless configured (`CACHE_LEASE_MS`); it is
+/// renewed every fifth of that (and after every bump heard), and trusted
+/// until an eighth of it before Redis counts it out.
+pub(super) const DEFAULT_LEASE: Duration = Duration::from_millis(1_500);
 
 /// The watched counters, in the order the snapshot reads them.
 const WATCHED: [Key; 3] = [Key::Users, Key::Names, Key::Memberships];
 
-/// `KEYS`: the epoch, the sequence, the watched counters. `ARGV`: a random
-/// epoch. Returns `{epoch, seq, {counters}}`.
+/// `KEYS`: the epoch, the sequence, the fresh-epoch marker, the watched
+/// counters. `ARGV`: a random epoch, a random counter seed, the lease
+/// length (ms). Seeds a missing epoch (marked fresh) and missing counters
+/// (so a counter Redis lost never reads as a version seen before).
+/// Returns `{epoch, seq, {counters}}`.
 const SNAPSHOT_SCRIPT: &str = r"
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
+end
 local counters = {}
-for i = 3, #KEYS do
-  counters[i - 2] = tonumber(redis.call('GET', KEYS[i]) or '0')
+for i = 4, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[2], 'NX')
+  counters[i - 3] = tonumber(redis.call('GET', KEYS[i]))
 end
 return {redis.call('GET', KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0'), counters}
 ";
 
 /// `KEYS`: the epoch, the leases, the sequence. `ARGV`: this instance, its
 /// epoch, the last sequence it acknowledged, the lease length (ms).
-/// Records the acknowledgement; renews the lease when it may (1), else 0;
-/// -1 when the epoch changed.
+/// Records the acknowledgement and renews the lease: granted (1) when the
+/// instance acknowledged everything up to its previous renewal; a new (or
+/// run-out) lease is granted only when it acknowledged everything so far,
+/// else it is entered as pending (0: writers wait for it, and the next
+/// renewal may be granted). -1 when the epoch changed, or the instance
+/// acknowledged more than the sequence holds (Redis lost part of its data).
 const RENEW_SCRIPT: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[2] then
   return -1
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local acked = tonumber(ARGV[3])
 local seq = tonumber(redis.call('GET', KEYS[3]) or '0')
+if acked > seq then
+  return -1
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due, expiry = seq, 0
 local held = redis.call('HGET', KEYS[2], ARGV[1])
 if held then
@@ -85,9 +103,11 @@ if held then
 end
 local granted = 0
 if acked >= due then
+  granted = 1
+end
+if granted == 1 or expiry <= now then
   due = seq
   expiry = now + tonumber(ARGV[4])
-  granted = 1
 end
 redis.call('HSET', KEYS[2], ARGV[1], string.format('%d %d %d', acked, due, expiry))
 return granted
@@ -101,6 +121,7 @@ pub(super) fn new_epoch() -> String {
 #[derive(Clone)]
 struct Link {
     connection: ConnectionManager,
+    lease: Duration,
     /// The counters' prefix.
     prefix: String,
 }
@@ -136,6 +157,7 @@ impl Trust {
         connection: ConnectionManager,
         prefix: String,
         client: redis::Client,
+        lease: Duration,
     ) -> Arc<Trust> {
         let trust = Arc::new(Trust {
             id: uuid::Uuid::new_v4().simple().to_string(),
@@ -143,7 +165,11 @@ impl Trust {
             heard: watch::channel(0).0,
             restart: Notify::new(),
         });
-        let link = Link { connection, prefix };
+        let link = Link {
+            connection,
+            lease,
+            prefix,
+        };
         tokio::spawn(listen(trust.clone(), link.clone(), client));
         tokio::spawn(renew(trust.clone(), link));
         trust
@@ -273,11 +299,17 @@ async fn listen(trust: Arc<Trust>, link: Link, client: redis::Client) {
             continue;
         }
         let mut invocation = snapshot.prepare_invoke();
-        invocation.key(link.meta("epoch")).key(link.meta("seq"));
+        invocation
+            .key(link.meta("epoch"))
+            .key(link.meta("seq"))
+            .key(link.meta("fresh"));
         for key in WATCHED {
             invocation.key(counter_name(&link.prefix, key));
         }
-        invocation.arg(new_epoch());
+        invocation
+            .arg(new_epoch())
+            .arg(super::redis_store::random_base())
+            .arg(link.lease.as_millis() as u64);
         let mut connection = link.connection.clone();
         let Ok(Ok((epoch, seq, counters))) = tokio::time::timeout(
             REDIS_TIMEOUT * 4,
@@ -310,13 +342,14 @@ async fn listen(trust: Arc<Trust>, link: Link, client: redis::Client) {
     }
 }
 
-/// Renew the lease every [`RENEW_MS`] and after every bump heard.
+/// Renew the lease every fifth of it and after every bump heard.
 async fn renew(trust: Arc<Trust>, link: Link) {
     let script = redis::Script::new(RENEW_SCRIPT);
     let mut heard = trust.heard.subscribe();
-    let mut tick = tokio::time::interval(Duration::from_millis(RENEW_MS));
+    let mut tick = tokio::time::interval(link.lease / 5);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut refused: u32 = 0;
+    // Since when renewals are refused, in this subscription.
+    let mut refused: Option<(String, Instant)> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -336,22 +369,26 @@ async fn renew(trust: Arc<Trust>, link: Link) {
                 .arg(&trust.id)
                 .arg(&epoch)
                 .arg(acked)
-                .arg(LEASE_MS)
+                .arg(link.lease.as_millis() as u64)
                 .invoke_async::<i64>(&mut connection),
         )
         .await;
         match answer {
             Ok(Ok(1)) => {
-                refused = 0;
-                trust.extend(&epoch, sent + Duration::from_millis(LEASE_MS - MARGIN_MS));
+                refused = None;
+                trust.extend(&epoch, sent + link.lease - link.lease / 8);
             }
             Ok(Ok(0)) => {
-                // Behind the sequence: hearing nothing for two renewals in
-                // a row means the subscription stopped delivering.
-                refused += 1;
-                if refused >= 3 {
-                    refused = 0;
-                    trust.restart.notify_one();
+                // Behind the sequence for a whole lease: the subscription
+                // stopped delivering.
+                match &refused {
+                    Some((since_epoch, since)) if *since_epoch == epoch => {
+                        if since.elapsed() > link.lease {
+                            refused = None;
+                            trust.restart.notify_one();
+                        }
+                    }
+                    _ => refused = Some((epoch, sent)),
                 }
             }
             Ok(Ok(_)) => trust.restart.notify_one(),

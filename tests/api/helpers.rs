@@ -68,6 +68,8 @@ pub fn test_config(database_url: String) -> Config {
     config.bind = "127.0.0.1:0".parse().unwrap();
     config.db_max_connections = 5;
     config.shutdown_grace_secs = 1;
+    // Short leases: a test's first user write waits out a fresh epoch.
+    config.cache_lease_ms = 300;
     config.redis_url = std::env::var("TEST_REDIS_URL")
         .ok()
         .filter(|u| !u.is_empty());

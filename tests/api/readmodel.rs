@@ -257,6 +257,26 @@ async fn user_writes_read_at_once_elsewhere(backend: Backend) {
         let (writer, reader) = if n % 2 == 0 { (&a, &b) } else { (&b, &a) };
         rename_seen(writer, reader, &format!("n{n}")).await;
     }
+    // Redis loses this deployment's keys without dropping a connection:
+    // the instances' leases are not in it any more, and their counters
+    // start again.
+    let client = redis::Client::open(a.config.redis_url.clone().unwrap()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", a.config.redis_key_prefix))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    redis::cmd("DEL")
+        .arg(keys)
+        .query_async::<()>(&mut connection)
+        .await
+        .unwrap();
+    for n in 0..6 {
+        let (writer, reader) = if n % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        rename_seen(writer, reader, &format!("lost{n}")).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
