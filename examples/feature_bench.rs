@@ -21,12 +21,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio_tungstenite::{
-    connect_async,
-    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
-};
+use tokio_tungstenite::tungstenite::Message;
+
+mod common;
+use common::{Socket, connect, percentile, subscribe};
 
 /// Common words first: word `k` is drawn with weight 1/(k+1).
 const COMMON: [&str; 12] = [
@@ -145,13 +145,6 @@ async fn fill(base: String, room: i64, count: usize) {
     );
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((p / 100.0) * (sorted.len() - 1) as f64).round() as usize]
-}
-
 fn summary(mut samples: Vec<f64>) -> String {
     samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
     format!(
@@ -191,37 +184,11 @@ async fn search(base: String, seconds: u64) {
     }
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn room_events(base: &str, user: i64, room: i64) -> Socket {
-    let url = format!("{}/graphql", base.replacen("http", "ws", 1));
-    let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static("graphql-transport-ws"),
-    );
-    let (mut socket, _) = connect_async(request).await.expect("connect");
-    let init = json!({"type": "connection_init", "payload": {"userId": user}});
-    socket
-        .send(Message::Text(init.to_string().into()))
-        .await
-        .unwrap();
-    while let Some(Ok(message)) = socket.next().await {
-        if let Message::Text(text) = message
-            && serde_json::from_str::<Value>(&text).unwrap()["type"] == "connection_ack"
-        {
-            break;
-        }
-    }
+    let mut socket = connect(base, user).await;
     let query = "subscription($r: ID!) { roomEvents(roomId: $r) {
         __typename ... on TypingEvent { typing } } }";
-    let subscribe = json!({"id": "1", "type": "subscribe",
-        "payload": {"query": query, "variables": {"r": room}}});
-    socket
-        .send(Message::Text(subscribe.to_string().into()))
-        .await
-        .unwrap();
+    subscribe(&mut socket, query, json!({"r": room})).await;
     socket
 }
 

@@ -13,12 +13,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio_tungstenite::{
-    connect_async,
-    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
-};
+use tokio_tungstenite::tungstenite::Message;
+
+mod common;
+use common::{Socket, connect, percentile, subscribe};
 
 const UNREAD: &str = "subscription { unreadMessages { text } }";
 
@@ -29,53 +29,21 @@ fn now_micros() -> u128 {
         .as_micros()
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn subscribe(base: &str, user: i64) -> Socket {
-    let url = format!("{}/graphql", base.replacen("http", "ws", 1));
-    let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static("graphql-transport-ws"),
-    );
-    let (mut socket, _) = connect_async(request).await.expect("connect");
-    let init = json!({"type": "connection_init", "payload": {"userId": user}});
-    socket
-        .send(Message::Text(init.to_string().into()))
-        .await
-        .unwrap();
-    loop {
-        if let Some(Ok(Message::Text(text))) = socket.next().await {
-            let value: Value = serde_json::from_str(&text).unwrap();
-            if value["type"] == "connection_ack" {
-                break;
-            }
-        }
+/// A connection of `user` with one `unreadMessages` subscription (none
+/// with `NO_SUBSCRIBE` set).
+async fn subscribed(base: &str, user: i64) -> Socket {
+    let mut socket = connect(base, user).await;
+    if std::env::var("NO_SUBSCRIBE").is_err() {
+        subscribe(&mut socket, UNREAD, Value::Null).await;
     }
-    if std::env::var("NO_SUBSCRIBE").is_ok() {
-        return socket;
-    }
-    let subscribe = json!({"id": "1", "type": "subscribe", "payload": {"query": UNREAD}});
     socket
-        .send(Message::Text(subscribe.to_string().into()))
-        .await
-        .unwrap();
-    socket
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((p / 100.0) * (sorted.len() - 1) as f64).round() as usize]
 }
 
 async fn latency(base: String, room: i64, subscribers: i64, rate: u64, seconds: u64) {
     let mut tasks = Vec::new();
     let (samples_tx, mut samples_rx) = tokio::sync::mpsc::unbounded_channel::<f64>();
     for user in 2..(2 + subscribers) {
-        let mut socket = subscribe(&base, user).await;
+        let mut socket = subscribed(&base, user).await;
         let samples = samples_tx.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(Ok(message)) = socket.next().await {
@@ -140,7 +108,7 @@ async fn hold(base: String, connections: usize, users: i64) {
     let mut sockets = Vec::with_capacity(connections);
     for i in 0..connections {
         let user = (i as i64 % users) + 1;
-        sockets.push(subscribe(&base, user).await);
+        sockets.push(subscribed(&base, user).await);
         if (i + 1) % 1000 == 0 {
             println!("open={}", i + 1);
         }
