@@ -6,14 +6,18 @@
 //! characters and capped in number.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     fmt::Write,
     sync::{
-        Arc, Mutex, OnceLock, RwLock,
+        Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
+
+mod http;
+
+pub use http::{http_request, method_name};
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -144,89 +148,6 @@ fn observe<K: Ord>(map: &mut BTreeMap<K, Histogram>, key: K, elapsed: Duration) 
     map.entry(key).or_default().observe(elapsed.as_secs_f64());
 }
 
-/// A histogram every request can update at once, without a lock.
-#[derive(Default)]
-struct SharedHistogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    /// Nanoseconds.
-    sum: AtomicU64,
-}
-
-impl SharedHistogram {
-    fn observe(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        for (bucket, bound) in self.buckets.iter().zip(BUCKETS) {
-            if seconds <= bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum
-            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
-    }
-
-    fn snapshot(&self) -> Histogram {
-        let mut histogram = Histogram {
-            count: self.count.load(Ordering::Relaxed),
-            sum: self.sum.load(Ordering::Relaxed) as f64 / 1e9,
-            ..Default::default()
-        };
-        for (to, from) in histogram.buckets.iter_mut().zip(&self.buckets) {
-            *to = from.load(Ordering::Relaxed);
-        }
-        histogram
-    }
-}
-
-/// Route pattern -> (method, status) -> histogram. Requests only read the
-/// map (a new series takes the write lock once).
-type HttpSeries = RwLock<HashMap<String, HashMap<(&'static str, u16), Arc<SharedHistogram>>>>;
-
-fn http_series() -> &'static HttpSeries {
-    static SERIES: OnceLock<HttpSeries> = OnceLock::new();
-    SERIES.get_or_init(Default::default)
-}
-
-/// The name of a request method as a label (`OTHER` for the unusual ones).
-pub fn method_name(method: &axum::http::Method) -> &'static str {
-    use axum::http::Method;
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "OTHER",
-    }
-}
-
-/// One HTTP request, by method, route pattern and status.
-pub fn http_request(method: &'static str, route: &str, status: u16, elapsed: Duration) {
-    let series = http_series();
-    if let Ok(routes) = series.read()
-        && let Some(histogram) = routes.get(route).and_then(|r| r.get(&(method, status)))
-    {
-        histogram.observe(elapsed);
-        return;
-    }
-    let Ok(mut routes) = series.write() else {
-        return;
-    };
-    let total: usize = routes.values().map(HashMap::len).sum();
-    if total >= MAX_SERIES {
-        return;
-    }
-    routes
-        .entry(route.to_owned())
-        .or_default()
-        .entry((method, status))
-        .or_default()
-        .observe(elapsed);
-}
-
 /// One GraphQL operation, by type and name.
 pub fn graphql_operation(kind: &str, name: Option<&str>, elapsed: Duration) {
     let name: String = name.unwrap_or("anonymous").chars().take(64).collect();
@@ -283,22 +204,7 @@ pub fn render() -> String {
     let Ok(registry) = registry().lock() else {
         return out;
     };
-    let http: BTreeMap<(String, String, u16), Histogram> = http_series()
-        .read()
-        .map(|routes| {
-            routes
-                .iter()
-                .flat_map(|(route, series)| {
-                    series.iter().map(|((method, status), histogram)| {
-                        (
-                            ((*method).to_owned(), route.clone(), *status),
-                            histogram.snapshot(),
-                        )
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let http = http::snapshot();
     render_histograms(
         &mut out,
         "http_request_duration_seconds",
