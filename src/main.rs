@@ -13,6 +13,12 @@ use chat_gateway::{
 };
 use migration::{Migrator, MigratorTrait};
 
+/// Many small, short-lived allocations per request, from two or more
+/// threads at once: mimalloc's thread-local heaps serve them with fewer
+/// instructions than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = config::parse();
