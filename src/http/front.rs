@@ -19,7 +19,10 @@ use std::{
     future::Future,
     panic::AssertUnwindSafe,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -32,7 +35,6 @@ use axum::{
 };
 use futures::FutureExt;
 use http_body_util::BodyExt;
-use tokio::sync::Semaphore;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
@@ -42,7 +44,55 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct Transport {
     pub body_limit: usize,
     pub body_deadline: Duration,
-    pub in_flight: Arc<Semaphore>,
+    pub in_flight: InFlight,
+}
+
+/// Requests in flight, up to a limit: one shared counter (a semaphore
+/// would also lock its queue of waiters on every release, and nothing
+/// here waits for a permit).
+pub struct InFlight {
+    now: AtomicUsize,
+    max: usize,
+}
+
+impl InFlight {
+    pub fn new(max: usize) -> Self {
+        InFlight {
+            now: AtomicUsize::new(0),
+            max: max.max(1),
+        }
+    }
+}
+
+/// What a request's answer holds while it is made: the limits, and its
+/// place among the requests in flight (given back when it is dropped,
+/// whether the request finished or its client left).
+struct Held {
+    transport: Arc<Transport>,
+    counted: bool,
+}
+
+impl Held {
+    /// `None` when too many requests are in flight.
+    fn enter(transport: Arc<Transport>) -> Option<Held> {
+        let in_flight = &transport.in_flight;
+        if in_flight.now.fetch_add(1, Ordering::AcqRel) >= in_flight.max {
+            in_flight.now.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Held {
+            transport,
+            counted: true,
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.counted {
+            self.transport.in_flight.now.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -106,13 +156,50 @@ where
             path = %request.uri().path(),
             request_id = id.to_str().unwrap_or("-"),
         );
-        // The clone that was made ready is the one called.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
+        let method = crate::metrics::method_name(request.method());
+        // Taken, not cloned: no handler reads it, and a clone would touch a
+        // count that every request of the route shares.
+        let route = request.extensions_mut().remove::<MatchedPath>();
+        let probe = matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics");
         let transport = self.transport.clone();
+        let held = if probe {
+            Held {
+                transport,
+                counted: false,
+            }
+        } else {
+            match Held::enter(transport) {
+                Some(held) => held,
+                None => return Box::pin(std::future::ready(Ok(shed(id)))),
+            }
+        };
+        // A request without a body goes to the route now (the service made
+        // ready is the one called); one with a body, once it is read, to a
+        // clone made ready in its place.
+        let call = if http_body::Body::is_end_stream(request.body()) {
+            Call::Now(self.inner.call(request))
+        } else {
+            let clone = self.inner.clone();
+            Call::AfterBody(Box::new((
+                std::mem::replace(&mut self.inner, clone),
+                request,
+            )))
+        };
         Box::pin(
             async move {
-                let mut response = serve(&transport, inner, request, started).await;
+                tracing::debug!("started processing request");
+                let mut response = match call {
+                    Call::Now(answer) => guarded(answer).await,
+                    Call::AfterBody(waiting) => {
+                        let (mut inner, request) = *waiting;
+                        match read_body(&held.transport, request).await {
+                            Ok(request) => guarded(inner.call(request)).await,
+                            Err(refusal) => refusal,
+                        }
+                    }
+                };
+                drop(held);
+                finished(&response, method, route.as_ref(), started.elapsed());
                 response.headers_mut().entry(REQUEST_ID).or_insert(id);
                 Ok(response)
             }
@@ -121,54 +208,44 @@ where
     }
 }
 
-async fn serve<S>(
-    transport: &Transport,
-    mut inner: S,
-    request: Request,
-    started: Instant,
-) -> Response
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
-    let method = crate::metrics::method_name(request.method());
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let probe = matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics");
-    tracing::debug!("started processing request");
-    let permit = if probe {
-        None
-    } else {
-        match transport.in_flight.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                crate::metrics::count("http_requests_shed_total", "reason", "in_flight");
-                let mut response = transport_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Too many requests are in flight; retry shortly",
-                );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return response;
-            }
-        }
-    };
-    let response = match read_body(transport, request).await {
-        Ok(request) => match AssertUnwindSafe(async { inner.call(request).await })
-            .catch_unwind()
-            .await
-        {
-            Ok(Ok(response)) => response,
-            Ok(Err(never)) => match never {},
-            Err(panic) => super::health::panic_response(panic),
-        },
-        Err(refusal) => refusal,
-    };
-    drop(permit);
+enum Call<S: Service<Request>> {
+    Now(S::Future),
+    AfterBody(Box<(S, Request)>),
+}
+
+/// The route's answer, or a 500 if its handler panicked.
+async fn guarded(answer: impl Future<Output = Result<Response, Infallible>>) -> Response {
+    match AssertUnwindSafe(answer).catch_unwind().await {
+        Ok(Ok(response)) => response,
+        Ok(Err(never)) => match never {},
+        Err(panic) => super::health::panic_response(panic),
+    }
+}
+
+/// Past `MAX_IN_FLIGHT_REQUESTS`: a 503 asking to come back in a second.
+fn shed(id: HeaderValue) -> Response {
+    crate::metrics::count("http_requests_shed_total", "reason", "in_flight");
+    let mut response = transport_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Too many requests are in flight; retry shortly",
+    );
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    headers.insert(REQUEST_ID, id);
+    response
+}
+
+/// Count and log a request that was answered.
+fn finished(
+    response: &Response,
+    method: &'static str,
+    route: Option<&MatchedPath>,
+    elapsed: Duration,
+) {
     let status = response.status();
-    let elapsed = started.elapsed();
     crate::metrics::http_request(
         method,
-        route.as_ref().map_or("unmatched", |r| r.as_str()),
+        route.map_or("unmatched", |r| r.as_str()),
         status.as_u16(),
         elapsed,
     );
@@ -182,13 +259,18 @@ where
             "finished processing request"
         );
     }
-    response
 }
 
-/// A random UUID from the thread's own generator (uuid's v4 asks the
-/// kernel for randomness on every call), written without a `String`.
+/// A random UUID, from a small generator per thread (seeded by the
+/// system; a request id needs to be unique, not secret), written without a
+/// `String`.
 fn new_request_id() -> HeaderValue {
-    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    use rand::{Rng, SeedableRng, rngs::SmallRng};
+    thread_local! {
+        static RNG: std::cell::RefCell<SmallRng> = std::cell::RefCell::new(SmallRng::from_os_rng());
+    }
+    let bytes: [u8; 16] = RNG.with(|rng| rng.borrow_mut().random());
+    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let text = id.hyphenated().encode_lower(&mut text);
     HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"))

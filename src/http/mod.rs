@@ -11,20 +11,26 @@ pub mod ws;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::{Router, extract::DefaultBodyLimit, routing::get};
-use tokio::sync::Semaphore;
+use axum::{Router, extract::DefaultBodyLimit, http::StatusCode, routing::get};
+use tower::ServiceBuilder;
 
 use crate::app::AppState;
-use front::{FrontLayer, Transport};
+use front::{FrontLayer, InFlight, Transport};
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
     let front = FrontLayer::new(Transport {
         body_limit,
         body_deadline: state.config.http_body_timeout(),
-        in_flight: Arc::new(Semaphore::new(state.config.max_in_flight.max(1))),
+        in_flight: InFlight::new(state.config.max_in_flight),
     });
-    Router::new()
+    // One layer per route, made of all that wraps it: each `Router::layer`
+    // boxes every route once more, and a boxed level costs a clone, a
+    // boxed future and a dynamic call per request.
+    let around = ServiceBuilder::new()
+        .layer(front)
+        .layer(DefaultBodyLimit::max(body_limit));
+    let api = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .route("/readyz", get(health::readyz))
@@ -37,10 +43,15 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql/ws", get(graphql::graphql_ws))
         .route("/graphiql/{file}", get(graphiql::asset))
         .route("/favicon.ico", get(graphiql::favicon))
-        .merge(crate::rest::router())
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(front)
+        .fallback(not_found)
+        .layer(around.clone());
+    let legacy = crate::rest::router().layer(around.layer(crate::rest::CheckQueryLayer));
+    api.merge(legacy).with_state(state)
+}
+
+/// A path no route matches.
+async fn not_found() -> StatusCode {
+    StatusCode::NOT_FOUND
 }
 
 /// The client's address: the connection's peer, or with

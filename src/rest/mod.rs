@@ -50,7 +50,9 @@ fn both(router: Router<AppState>, path: &str, route: MethodRouter<AppState>) -> 
         .route(&format!("{path}/"), route)
 }
 
-/// The legacy routes.
+pub use inputs::CheckQueryLayer;
+
+/// The legacy routes. Each must be wrapped in [`CheckQueryLayer`].
 pub fn router() -> Router<AppState> {
     let mut router = Router::new();
     router = router.route("/openapi.json", get(openapi::serve));
@@ -110,5 +112,4 @@ pub fn router() -> Router<AppState> {
         "/chat/messages/{id}",
         get(messages::room_history).fallback(chat_method_not_allowed),
     )
-    .layer(inputs::CheckQueryLayer)
 }

@@ -3,7 +3,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -24,6 +27,8 @@ pub(super) struct RedisVersions {
     prefix: String,
     /// Bumps that did not reach Redis yet, by key.
     owed: Mutex<HashMap<Key, u64>>,
+    /// Whether `owed` holds anything: every read asks, few find it so.
+    owing: AtomicBool,
     bump: redis::Script,
     wait: redis::Script,
     /// The versions this instance may use without asking Redis, when it
@@ -127,6 +132,7 @@ impl RedisVersions {
             connection,
             prefix,
             owed: Mutex::new(HashMap::new()),
+            owing: AtomicBool::new(false),
             bump: redis::Script::new(BUMP_SCRIPT),
             wait: redis::Script::new(WAIT_SCRIPT),
             trust: None,
@@ -148,6 +154,9 @@ impl RedisVersions {
     }
 
     pub(super) fn owes_any(&self, keys: &[Key]) -> bool {
+        if !self.owing.load(Ordering::SeqCst) {
+            return false;
+        }
         match self.owed.lock() {
             Ok(owed) => !owed.is_empty() && keys.iter().any(|k| owed.contains_key(k)),
             Err(_) => true,
@@ -199,6 +208,7 @@ impl RedisVersions {
                     for (key, by) in changes {
                         *owed.entry(*key).or_insert(0) += by;
                     }
+                    self.owing.store(true, Ordering::SeqCst);
                     was_empty
                 };
                 if first_owed {
@@ -371,6 +381,7 @@ async fn pay_owed(versions: Arc<RedisVersions>) {
                     }
                 }
                 if map.is_empty() {
+                    versions.owing.store(false, Ordering::SeqCst);
                     tracing::info!("owed cache version bumps recorded");
                     return;
                 }
