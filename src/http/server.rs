@@ -11,8 +11,8 @@
 //!   `HTTP_IDLE_TIMEOUT_SECS` (a stalled upload, a client that stopped
 //!   reading its response) is closed, unless it was upgraded to a
 //!   websocket, which has keep-alives of its own.
-//! - Request bodies and in-flight requests are bounded by middleware
-//!   ([`super::body_deadline`], [`super::shed_load`]).
+//! - Request bodies and in-flight requests are bounded by the front
+//!   service every route goes through (`super::front`).
 //!
 //! Every connection carries its peer address (for rate limits) in the
 //! requests' extensions as [`ClientAddr`]. Closed connections are counted
