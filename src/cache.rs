@@ -3,10 +3,10 @@
 //! Every cached list belongs to a version of the `users` counter
 //! ([`crate::versions`]); any user or profile write bumps it, so a list is
 //! never staler than the last completed write. A reader learns the current
-//! version (from Redis, or from the database),
-//! then serves the list from this instance's memory, or from Redis, or builds
-//! it from the database. When the version cannot be known, lists are built
-//! from the database: slower, never wrong.
+//! version (the one this instance heard under its lease, else from Redis
+//! or the database), then serves the list from this instance's memory, or
+//! from Redis, or builds it from the database. When the version cannot be
+//! known, lists are built from the database: slower, never wrong.
 
 use std::{
     any::Any,

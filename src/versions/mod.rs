@@ -8,13 +8,14 @@
 //!
 //! Where the counters live decides who sees them:
 //! - **Redis** (scaled out): a bump is one `INCRBY` per counter in one
-//!   script; a reader asks for its counters with one `MGET`. (Versions
-//!   heard over pub/sub would save that round trip, but a subscriber may
-//!   read a publish after the writer has answered, so a client could read
-//!   its own write stale on another instance.) A bump that fails is owed: it
-//!   is retried until it lands, and until then this instance serves nothing
-//!   it touches from a cache. A counter lost with a Redis restart starts
-//!   again from a random base, so it never repeats a version cached before.
+//!   script. The watched counters (users, names, memberships) are heard
+//!   over pub/sub and trusted under a lease whose holders every writer
+//!   waits for ([`trust`]), so a user-list read asks Redis nothing; a
+//!   room's counters are asked for with one `MGET` (batched across
+//!   readers). A bump that fails is owed: it is retried until it lands, and
+//!   until then this instance serves nothing it touches from a cache. A
+//!   counter lost with a Redis restart starts again from a random base, so
+//!   it never repeats a version cached before.
 //! - **The database** (several instances, no Redis): a counter row per data
 //!   set; a reader reads its rows in one statement.
 //! - **This process** (tests, tools).
