@@ -10,7 +10,7 @@
 //! - **Redis** (scaled out): a bump is one `INCRBY` per counter in one
 //!   script. The watched counters (users, names, memberships) are heard
 //!   over pub/sub and trusted under a lease whose holders every writer
-//!   waits for ([`trust`]), so a user-list read asks Redis nothing; a
+//!   waits for (`trust`), so a user-list read asks Redis nothing; a
 //!   room's counters are asked for with one `MGET` (batched across
 //!   readers). A bump that fails is owed: it is retried until it lands, and
 //!   until then this instance serves nothing it touches from a cache. A
@@ -61,7 +61,7 @@ impl fmt::Display for Key {
 
 impl Key {
     /// Counters every instance keeps current from the bumps it hears (see
-    /// [`trust`]); a room's are asked for.
+    /// `trust`); a room's are asked for.
     fn is_watched(self) -> bool {
         !matches!(self, Key::Room(_))
     }
@@ -120,7 +120,7 @@ impl Versions {
 
     /// Counters in Redis; with a client to listen with, the watched ones
     /// are also heard and trusted under a lease of the given length (see
-    /// [`trust`]).
+    /// `trust`).
     pub fn redis(
         connection: ConnectionManager,
         listen: Option<(redis::Client, Duration)>,
