@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use entity::task::{self, TaskState};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
     sea_query::{CaseStatement, Expr, ExprTrait},
 };
 use serde_json::{Value, json};
@@ -97,7 +97,7 @@ pub async fn start_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<Ve
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let started = task::Entity::update_many()
+    let mut update = task::Entity::update_many()
         .col_expr(task::Column::State, Expr::value(TaskState::Started))
         .col_expr(
             task::Column::Attempts,
@@ -106,9 +106,15 @@ pub async fn start_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<Ve
         .col_expr(task::Column::UpdatedAt, Expr::value(now()))
         .filter(task::Column::Id.is_in(ids.iter().copied()))
         .filter(task::Column::State.is_in([TaskState::Pending, TaskState::Started]))
-        .exec_with_returning(db)
-        .await?;
-    Ok(started.into_iter().map(|t| t.id).collect())
+        .into_query();
+    // Only the ids come back, not the whole rows with their payloads.
+    update.returning_col(task::Column::Id);
+    let statement = db.get_database_backend().build(&update);
+    db.query_all_raw(statement)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<Uuid>("", "id").map_err(AppError::from))
+        .collect()
 }
 
 /// Record many successes at once, each with its own result.
@@ -149,6 +155,33 @@ pub async fn mark_dispatched(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResu
     Ok(())
 }
 
+/// Take back the dispatched mark of tasks whose push failed, so the
+/// outbox sweep pushes them.
+pub async fn unmark_dispatched(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    task::Entity::update_many()
+        .col_expr(
+            task::Column::DispatchedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(task::Column::Id.is_in(ids.iter().copied()))
+        .filter(unfinished())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Unfinished tasks, in the terms of their index (`idx_tasks_unfinished`,
+/// partial on `finished_at IS NULL`): every way a task finishes sets
+/// `finished_at`. The state is checked too, so no path can disagree.
+fn unfinished() -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(task::Column::FinishedAt.is_null())
+        .add(task::Column::State.is_in([TaskState::Pending, TaskState::Started]))
+}
+
 /// Unfinished tasks never handed to the queue and created before `before`.
 pub async fn undispatched(
     db: &impl ConnectionTrait,
@@ -157,7 +190,7 @@ pub async fn undispatched(
 ) -> AppResult<Vec<task::Model>> {
     Ok(task::Entity::find()
         .filter(task::Column::DispatchedAt.is_null())
-        .filter(task::Column::State.is_in([TaskState::Pending, TaskState::Started]))
+        .filter(unfinished())
         .filter(task::Column::CreatedAt.lt(before))
         .order_by_asc(task::Column::CreatedAt)
         .limit(limit)
@@ -176,9 +209,9 @@ pub async fn stalled(
 ) -> AppResult<Vec<task::Model>> {
     Ok(task::Entity::find()
         .filter(task::Column::DispatchedAt.is_not_null())
-        .filter(task::Column::State.is_in([TaskState::Pending, TaskState::Started]))
+        .filter(unfinished())
         .filter(task::Column::UpdatedAt.lt(before))
-        .order_by_asc(task::Column::UpdatedAt)
+        .order_by_asc(task::Column::CreatedAt)
         .limit(limit)
         .all(db)
         .await?)
@@ -193,9 +226,10 @@ pub async fn unstarted(
 ) -> AppResult<Vec<task::Model>> {
     Ok(task::Entity::find()
         .filter(task::Column::DispatchedAt.lt(before))
+        .filter(task::Column::FinishedAt.is_null())
         .filter(task::Column::State.eq(TaskState::Pending))
         .filter(task::Column::Attempts.eq(0))
-        .order_by_asc(task::Column::DispatchedAt)
+        .order_by_asc(task::Column::CreatedAt)
         .limit(limit)
         .all(db)
         .await?)
@@ -223,7 +257,7 @@ pub async fn requeue_unfinished(db: &impl ConnectionTrait) -> AppResult<u64> {
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .col_expr(task::Column::State, Expr::value(TaskState::Pending))
-        .filter(task::Column::State.is_in([TaskState::Pending, TaskState::Started]))
+        .filter(unfinished())
         .exec(db)
         .await?;
     Ok(result.rows_affected)

@@ -1,9 +1,11 @@
 //! The outbox dispatcher: moves submitted tasks into the job queue.
 //!
 //! Fresh tasks arrive through an in-memory hand-off and are pushed at once,
-//! in batches. Anything that did not make it (the queue was down, the
-//! hand-off was full, the process died) is still undispatched in the tasks
-//! table, where a periodic sweep finds and pushes it. A task a queue took
+//! in batches; they were written as dispatched, so a push writes nothing.
+//! Anything that did not make it (the queue was down, the hand-off was
+//! full) is undispatched in the tasks table, where a periodic sweep finds
+//! and pushes it. What a dead process held in its hand-off is pushed again
+//! by the checks below, or at its next start. A task a queue took
 //! but lost (a Faktory restarted without its data) is pushed again when it
 //! has not started within `JOB_START_TIMEOUT_SECS`. A task may thus be
 //! pushed twice in rare cases, never zero times; the worker is idempotent.
@@ -70,9 +72,10 @@ impl Dispatcher {
                             Err(_) => break,
                         }
                     }
-                    // On failure the batch stays undispatched in the
-                    // database; the sweep retries it with back-off.
-                    if self.push(&batch).await {
+                    // These were written as dispatched. On failure the
+                    // mark is taken back, so the sweep retries them with
+                    // back-off.
+                    if self.push_claimed(&batch).await {
                         failures = 0;
                     } else {
                         failures = failures.saturating_add(1);
@@ -98,11 +101,36 @@ impl Dispatcher {
         tracing::debug!("dispatcher stopped");
     }
 
+    /// Push a batch. True on success.
+    async fn push_only(&self, batch: &[Envelope]) -> bool {
+        match self.queue.push(batch).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(queue = self.queue.name(), error = %e, jobs = batch.len(),
+                    "could not push jobs; they will be retried");
+                false
+            }
+        }
+    }
+
+    /// Push tasks written as dispatched (from the hand-off). On failure
+    /// they are marked undispatched again, for the sweep. True on success.
+    async fn push_claimed(&self, batch: &[Envelope]) -> bool {
+        if self.push_only(batch).await {
+            return true;
+        }
+        let ids: Vec<_> = batch.iter().map(|j| j.task_id).collect();
+        if let Err(e) = tasks::unmark_dispatched(&self.db, &ids).await {
+            // Still marked: they are pushed again once they have not
+            // started in time, or have not moved for the lease.
+            tracing::warn!(error = %e, "could not return unpushed tasks to the outbox");
+        }
+        false
+    }
+
     /// Push a batch and record it as dispatched. True on success.
     async fn push(&self, batch: &[Envelope]) -> bool {
-        if let Err(e) = self.queue.push(batch).await {
-            tracing::warn!(queue = self.queue.name(), error = %e, jobs = batch.len(),
-                "could not push jobs; they will be retried");
+        if !self.push_only(batch).await {
             return false;
         }
         let ids: Vec<_> = batch.iter().map(|j| j.task_id).collect();

@@ -4,8 +4,14 @@
 //! 1. [`Jobs::submit`] writes the task row (PENDING, with its arguments) and
 //!    answers at once with the task; the send can no longer be lost.
 //! 2. The [`dispatcher`] pushes the job to the queue (the in-process queue, or
-//!    Faktory) and records that it did. What it could not push (Faktory down,
-//!    a crash) its periodic sweep of the tasks table pushes later.
+//!    Faktory). A task is written as dispatched when the dispatcher's
+//!    hand-off has room for it, so a push writes nothing; a push that fails
+//!    takes the mark back, and the dispatcher's periodic sweep of the tasks
+//!    table pushes the task later (Faktory down). A process that dies
+//!    between the write and the push leaves its tasks marked but unqueued:
+//!    they go out again at the next start (in-process queue), when they
+//!    have not started within `JOB_START_TIMEOUT_SECS` (Faktory), or when
+//!    they have not moved for the lease (any instance).
 //! 3. A worker ([`worker::execute`]) runs the job: the message is stored with
 //!    the task id as idempotency key, so a job delivered twice stores it once.
 //!
@@ -152,9 +158,23 @@ impl Jobs {
                         }
                         batch
                     };
-                    let rows = batch.iter().map(|s| s.row.clone()).collect();
+                    // A task with a place in the hand-off is written as
+                    // dispatched: the dispatcher will have it, so nothing
+                    // needs writing when it is pushed. One without (a full
+                    // hand-off) is left to the dispatcher's sweep.
+                    let mut batch: Vec<_> = batch
+                        .into_iter()
+                        .map(|mut submission| {
+                            let permit = handoff.try_reserve().ok();
+                            if permit.is_some() {
+                                submission.row.dispatched_at = Some(submission.row.created_at);
+                            }
+                            (submission, permit)
+                        })
+                        .collect();
+                    let rows = batch.iter().map(|(s, _)| s.row.clone()).collect();
                     let all_at_once = tasks::create_many(&db, rows).await;
-                    for submission in batch {
+                    for (submission, permit) in batch.drain(..) {
                         let written = match &all_at_once {
                             Ok(()) => Ok(()),
                             // One bad row fails the whole statement: write
@@ -163,10 +183,8 @@ impl Jobs {
                                 .await
                                 .map_err(|e| e.to_string()),
                         };
-                        if written.is_ok() {
-                            // A full hand-off only delays the job: the
-                            // dispatcher's sweep finds the task.
-                            let _ = handoff.try_send(submission.envelope);
+                        if let (Ok(()), Some(permit)) = (&written, permit) {
+                            permit.send(submission.envelope);
                         }
                         let _ = submission.written.send(written);
                     }

@@ -153,7 +153,23 @@ async fn faktory_down_at_send_time(backend: Backend) {
         return;
     };
     let task = app.send_direct(4, 5, "are you there?").await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Written as dispatched; the failed push takes the mark back, so the
+    // outbox sweep (not the slower start timeout) pushes it later.
+    let id: uuid::Uuid = task.parse().unwrap();
+    let mut unmarked = false;
+    for _ in 0..50 {
+        if tasks::get(&app.db, id)
+            .await
+            .unwrap()
+            .dispatched_at
+            .is_none()
+        {
+            unmarked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(unmarked, "a task whose push failed is back in the outbox");
     let pending = app
         .ok_as(
             Some(4),
@@ -266,7 +282,7 @@ async fn tasks_left_undispatched_are_pushed_after_a_restart(backend: Backend) {
     };
     let room = app.create_room(1, "r", &[]).await;
     let db = app.db.clone();
-    let (config, backend, dir) = app.stop().await;
+    let (mut config, backend, dir) = app.stop().await;
     let orphan = orphan_task(
         &db,
         Job::SendGroupMessage {
@@ -277,11 +293,29 @@ async fn tasks_left_undispatched_are_pushed_after_a_restart(backend: Backend) {
         },
     )
     .await;
+    // Written as dispatched, but the process died before pushing it.
+    let handed_off = orphan_task(
+        &db,
+        Job::SendGroupMessage {
+            from: 1,
+            room_id: room,
+            text: "never pushed".into(),
+            reply_to: None,
+        },
+    )
+    .await;
+    tasks::mark_dispatched(&db, &[handed_off]).await.unwrap();
+    config.job_start_timeout_secs = 1;
     let app = start(config, backend, dir).await;
     let (stop_worker, worker) = start_worker(&app);
-    let done = app.finished_task(&orphan.to_string()).await;
-    assert_eq!(done["state"], "SUCCESS");
+    for id in [orphan, handed_off] {
+        let done = app
+            .finished_task_within(&id.to_string(), Duration::from_secs(20))
+            .await;
+        assert_eq!(done["state"], "SUCCESS", "{done}");
+    }
     assert_eq!(app.count_messages("from the outbox").await, 1);
+    assert_eq!(app.count_messages("never pushed").await, 1);
     Scaled {
         app,
         stop_worker,

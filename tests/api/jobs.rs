@@ -143,7 +143,8 @@ async fn unfinished_tasks_run_after_a_restart(app: TestApp) {
     let db = app.db.clone();
     let (config, backend, dir) = app.stop().await; // the process stops...
 
-    // ...leaving one task never queued, and one a worker had started.
+    // ...leaving one task never queued, one written as dispatched that its
+    // hand-off held when the process died, and one a worker had started.
     let queued = orphan_task(
         &db,
         Job::SendGroupMessage {
@@ -166,14 +167,26 @@ async fn unfinished_tasks_run_after_a_restart(app: TestApp) {
     .await;
     tasks::mark_dispatched(&db, &[started]).await.unwrap();
     assert!(tasks::start(&db, started).await.unwrap());
+    let handed_off = orphan_task(
+        &db,
+        Job::SendGroupMessage {
+            from: 5,
+            room_id: room,
+            text: "in the hand-off".into(),
+            reply_to: None,
+        },
+    )
+    .await;
+    tasks::mark_dispatched(&db, &[handed_off]).await.unwrap();
 
     let app = start(config, backend, dir).await;
-    for id in [queued, started] {
+    for id in [queued, started, handed_off] {
         let done = app.finished_task(&id.to_string()).await;
         assert_eq!(done["state"], "SUCCESS", "{done}");
     }
     assert_eq!(app.count_messages("survived").await, 1);
     assert_eq!(app.count_messages("half done").await, 1);
+    assert_eq!(app.count_messages("in the hand-off").await, 1);
 }
 
 async fn a_job_delivered_twice_stores_once(app: TestApp) {
