@@ -11,8 +11,9 @@
 //!   a partial index that holds only them;
 //! - finished tasks (what the purge deletes) by finish time, likewise.
 //!
-//! On PostgreSQL the table also leaves a quarter of each page free, so a
-//! task's STARTED write can stay on its page without touching any index.
+//! On PostgreSQL the table also leaves a quarter of each page it fills from
+//! now on free, so a task's STARTED write can stay on its page without
+//! touching any index (pages written before keep their fill).
 //!
 //! Replies are found by their parent; most messages answer none, so the
 //! index of replies holds only the messages that do.
@@ -22,23 +23,26 @@ use sea_orm_migration::{prelude::*, sea_orm::DatabaseBackend};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
+/// The new indexes are built before the old ones are dropped: a build
+/// holds off writes to its table (not reads) until the migration commits,
+/// and only the drops at the end lock the tables for reads too.
 const UP: [&str; 6] = [
-    "DROP INDEX IF EXISTS idx_tasks_state_created",
-    "DROP INDEX IF EXISTS idx_tasks_finished_at",
     "CREATE INDEX idx_tasks_unfinished ON tasks (created_at) WHERE finished_at IS NULL",
     "CREATE INDEX idx_tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL",
-    "DROP INDEX IF EXISTS idx_messages_reply_to",
-    "CREATE INDEX idx_messages_reply_to ON messages (reply_to_id, id) \
+    "CREATE INDEX idx_messages_replies ON messages (reply_to_id, id) \
        WHERE reply_to_id IS NOT NULL",
+    "DROP INDEX IF EXISTS idx_tasks_state_created",
+    "DROP INDEX IF EXISTS idx_tasks_finished_at",
+    "DROP INDEX IF EXISTS idx_messages_reply_to",
 ];
 
 const DOWN: [&str; 6] = [
-    "DROP INDEX IF EXISTS idx_messages_reply_to",
     "CREATE INDEX idx_messages_reply_to ON messages (reply_to_id, id)",
-    "DROP INDEX IF EXISTS idx_tasks_finished",
-    "DROP INDEX IF EXISTS idx_tasks_unfinished",
     "CREATE INDEX idx_tasks_state_created ON tasks (state, created_at)",
     "CREATE INDEX idx_tasks_finished_at ON tasks (finished_at)",
+    "DROP INDEX IF EXISTS idx_messages_replies",
+    "DROP INDEX IF EXISTS idx_tasks_finished",
+    "DROP INDEX IF EXISTS idx_tasks_unfinished",
 ];
 
 async fn run_all(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {

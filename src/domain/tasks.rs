@@ -155,8 +155,10 @@ pub async fn mark_dispatched(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResu
     Ok(())
 }
 
-/// Take back the dispatched mark of tasks whose push failed, so the
-/// outbox sweep pushes them.
+/// Take back the dispatched mark the writer put on tasks whose push
+/// failed, so the outbox sweep pushes them. Only that mark (the task's
+/// creation time) on a task never started: one pushed again since (a newer
+/// mark) or already running keeps its state.
 pub async fn unmark_dispatched(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<()> {
     if ids.is_empty() {
         return Ok(());
@@ -167,7 +169,10 @@ pub async fn unmark_dispatched(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppRe
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .filter(task::Column::Id.is_in(ids.iter().copied()))
-        .filter(unfinished())
+        .filter(Expr::col(task::Column::DispatchedAt).eq(Expr::col(task::Column::CreatedAt)))
+        .filter(task::Column::FinishedAt.is_null())
+        .filter(task::Column::State.eq(TaskState::Pending))
+        .filter(task::Column::Attempts.eq(0))
         .exec(db)
         .await?;
     Ok(())

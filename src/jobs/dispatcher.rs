@@ -60,9 +60,27 @@ impl Dispatcher {
         let mut failures: u32 = 0;
         let mut stop = shutdown.clone();
         loop {
+            // The sweep comes before the hand-off: under steady sending the
+            // hand-off is never empty, and the sweep (what failed pushes
+            // and a full hand-off left behind) must still get its turn.
             tokio::select! {
                 biased;
                 _ = crate::shutdown::requested(&mut shutdown) => break,
+                _ = sweep.tick() => {
+                    if failures > 0 && !backed_off(failures, &mut stop).await {
+                        break;
+                    }
+                    match self.sweep().await {
+                        Ok(_) => failures = 0,
+                        Err(()) => failures = failures.saturating_add(1),
+                    }
+                    if failures == 0 {
+                        if self.queue.loses_jobs() {
+                            self.revive_unstarted().await;
+                        }
+                        self.revive_stalled().await;
+                    }
+                }
                 received = handoff.recv() => {
                     let Some(first) = received else { break };
                     let mut batch = vec![first];
@@ -79,21 +97,6 @@ impl Dispatcher {
                         failures = 0;
                     } else {
                         failures = failures.saturating_add(1);
-                    }
-                }
-                _ = sweep.tick() => {
-                    if failures > 0 && !backed_off(failures, &mut stop).await {
-                        break;
-                    }
-                    match self.sweep().await {
-                        Ok(_) => failures = 0,
-                        Err(()) => failures = failures.saturating_add(1),
-                    }
-                    if failures == 0 {
-                        if self.queue.loses_jobs() {
-                            self.revive_unstarted().await;
-                        }
-                        self.revive_stalled().await;
                     }
                 }
             }
@@ -114,7 +117,9 @@ impl Dispatcher {
     }
 
     /// Push tasks written as dispatched (from the hand-off). On failure
-    /// they are marked undispatched again, for the sweep. True on success.
+    /// they are marked undispatched again, for the sweep (if even that
+    /// fails, the start timeout or the lease brings them back). True on
+    /// success.
     async fn push_claimed(&self, batch: &[Envelope]) -> bool {
         if self.push_only(batch).await {
             return true;

@@ -128,6 +128,19 @@ pub struct Jobs {
     writer: mpsc::Sender<Submission>,
 }
 
+/// Write one task row. A row that is there already counts as written: the
+/// batch statement that failed may have committed before its connection
+/// broke, and the row it wrote (marked dispatched) must still be pushed.
+async fn write_alone(db: &DatabaseConnection, row: &task::Model) -> Result<(), String> {
+    match tasks::create_many(db, vec![row.clone()]).await {
+        Ok(()) => Ok(()),
+        Err(error) => match tasks::get(db, row.id).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(error.to_string()),
+        },
+    }
+}
+
 impl Jobs {
     /// Start the task writers; written tasks go to `handoff` (the dispatcher).
     pub fn new(
@@ -179,9 +192,7 @@ impl Jobs {
                             Ok(()) => Ok(()),
                             // One bad row fails the whole statement: write
                             // each on its own, so only the bad one fails.
-                            Err(_) => tasks::create_many(&db, vec![submission.row.clone()])
-                                .await
-                                .map_err(|e| e.to_string()),
+                            Err(_) => write_alone(&db, &submission.row).await,
                         };
                         if let (Ok(()), Some(permit)) = (&written, permit) {
                             permit.send(submission.envelope);

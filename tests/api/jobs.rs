@@ -8,7 +8,11 @@ use chat_gateway::{
         worker::{JobContext, execute},
     },
 };
-use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait};
+use entity::task;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter,
+    sea_query::Expr,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -336,8 +340,63 @@ async fn finished_tasks_are_purged_after_retention(app: TestApp) {
     assert_eq!(app.count_messages("old").await, 1);
 }
 
+/// A send is written already marked dispatched (the writer had room in the
+/// dispatcher's hand-off), and pushing it wrote nothing more.
+async fn sends_are_written_as_dispatched(app: TestApp) {
+    let task = app.send_direct(2, 3, "marked at once").await;
+    let done = app.finished_task(&task).await;
+    assert_eq!(done["state"], "SUCCESS", "{done}");
+    let row = tasks::get(&app.db, task.parse().unwrap()).await.unwrap();
+    assert_eq!(row.dispatched_at, Some(row.created_at));
+}
+
+/// Only the writer's own mark on a task that never started is taken back
+/// after a failed push: a task pushed again since, or running, keeps its
+/// mark (the sweep would push it a further time).
+async fn a_failed_push_takes_back_only_the_writers_mark(app: TestApp) {
+    let room = app.create_room(5, "r", &[]).await;
+    let job = || Job::SendGroupMessage {
+        from: 5,
+        room_id: room,
+        text: "held".into(),
+        reply_to: None,
+    };
+    let (mine, pushed_again, running) = (
+        orphan_task(&app.db, job()).await,
+        orphan_task(&app.db, job()).await,
+        orphan_task(&app.db, job()).await,
+    );
+    task::Entity::update_many()
+        .col_expr(
+            task::Column::DispatchedAt,
+            Expr::col(task::Column::CreatedAt),
+        )
+        .filter(task::Column::Id.is_in([mine, running]))
+        .exec(&app.db)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    tasks::mark_dispatched(&app.db, &[pushed_again])
+        .await
+        .unwrap();
+    assert!(tasks::start(&app.db, running).await.unwrap());
+
+    tasks::unmark_dispatched(&app.db, &[mine, pushed_again, running])
+        .await
+        .unwrap();
+    let mark = |id| {
+        let db = app.db.clone();
+        async move { tasks::get(&db, id).await.unwrap().dispatched_at }
+    };
+    assert_eq!(mark(mine).await, None);
+    assert!(mark(pushed_again).await.is_some());
+    assert!(mark(running).await.is_some());
+}
+
 crate::scenarios!(
     config = |c: &mut chat_gateway::config::Config| c.outbox_sweep_ms = 200;
+    sends_are_written_as_dispatched,
+    a_failed_push_takes_back_only_the_writers_mark,
     finished_tasks_are_purged_after_retention,
     direct_messages_share_one_room_both_ways,
     group_sends_need_membership,
@@ -347,6 +406,39 @@ crate::scenarios!(
     a_job_delivered_twice_stores_once,
     infrastructure_failures_are_retried,
 );
+
+/// A burst of sends through a hand-off and a queue of one place each: most
+/// tasks find no room and are written undispatched; the sweep pushes them,
+/// and every send is stored once.
+async fn a_full_hand_off_loses_no_send(app: TestApp) {
+    let room = app.create_room(7, "r", &[]).await;
+    let sends = (0..40).map(|n| {
+        let app = &app;
+        async move { app.send_group(7, room, &format!("burst {n}")).await }
+    });
+    let ids = futures::future::join_all(sends).await;
+    for id in &ids {
+        let done = app
+            .finished_task_within(id, std::time::Duration::from_secs(30))
+            .await;
+        assert_eq!(done["state"], "SUCCESS", "{done}");
+    }
+    for n in 0..40 {
+        assert_eq!(app.count_messages(&format!("burst {n}")).await, 1);
+    }
+}
+
+mod small_hand_off {
+    use super::*;
+
+    crate::scenarios!(
+        config = |c: &mut chat_gateway::config::Config| {
+            c.job_queue_capacity = 1;
+            c.outbox_sweep_ms = 200;
+        };
+        a_full_hand_off_loses_no_send,
+    );
+}
 
 mod few_attempts {
     use super::*;
