@@ -393,15 +393,27 @@ async fn insert_numbered(
         txn.rollback().await?;
         return Ok(stored);
     }
-    message::Entity::insert_many(rows)
+    // The rows come back from the insert itself. A task whose message was
+    // stored by a racing delivery of the same job inserts nothing (the
+    // conflict on its task id): those few are read back.
+    let mut found: HashMap<Uuid, message::Model> = message::Entity::insert_many(rows)
         .on_conflict(
             OnConflict::column(message::Column::TaskId)
                 .do_nothing()
                 .to_owned(),
         )
-        .exec_without_returning(&txn)
-        .await?;
-    stored.found = stored_by_tasks(&txn, &inserted).await?;
+        .exec_with_returning(&txn)
+        .await?
+        .into_iter()
+        .filter_map(|m| m.task_id.map(|t| (t, m)))
+        .collect();
+    let raced: Vec<Uuid> = inserted
+        .iter()
+        .filter(|t| !found.contains_key(t))
+        .copied()
+        .collect();
+    found.extend(stored_by_tasks(&txn, &raced).await?);
+    stored.found = found;
     let mentioned: Vec<(i64, i64, Vec<i64>)> = new
         .iter()
         .filter(|n| !n.mentions.is_empty())
