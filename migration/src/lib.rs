@@ -7,7 +7,7 @@ mod m20261129_000001_create_schema;
 mod m20261129_000002_create_auth_tokens;
 mod m20261129_000003_create_cache_versions;
 mod m20261206_000004_chat_features;
-mod m20261207_000005_write_indexes;
+mod m20261207_000005_task_indexes;
 
 pub struct Migrator;
 
@@ -19,7 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000002_create_auth_tokens::Migration),
             Box::new(m20261129_000003_create_cache_versions::Migration),
             Box::new(m20261206_000004_chat_features::Migration),
-            Box::new(m20261207_000005_write_indexes::Migration),
+            Box::new(m20261207_000005_task_indexes::Migration),
         ]
     }
 }

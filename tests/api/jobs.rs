@@ -351,8 +351,8 @@ async fn sends_are_written_as_dispatched(app: TestApp) {
 }
 
 /// Only the writer's own mark on a task that never started is taken back
-/// after a failed push: a task pushed again since, or running, keeps its
-/// mark (the sweep would push it a further time).
+/// after a failed push: a task pushed again since, running, or waiting for
+/// its retry keeps its mark (the sweep would push it a further time).
 async fn a_failed_push_takes_back_only_the_writers_mark(app: TestApp) {
     let room = app.create_room(5, "r", &[]).await;
     let job = || Job::SendGroupMessage {
@@ -361,7 +361,8 @@ async fn a_failed_push_takes_back_only_the_writers_mark(app: TestApp) {
         text: "held".into(),
         reply_to: None,
     };
-    let (mine, pushed_again, running) = (
+    let (mine, pushed_again, running, retrying) = (
+        orphan_task(&app.db, job()).await,
         orphan_task(&app.db, job()).await,
         orphan_task(&app.db, job()).await,
         orphan_task(&app.db, job()).await,
@@ -371,7 +372,7 @@ async fn a_failed_push_takes_back_only_the_writers_mark(app: TestApp) {
             task::Column::DispatchedAt,
             Expr::col(task::Column::CreatedAt),
         )
-        .filter(task::Column::Id.is_in([mine, running]))
+        .filter(task::Column::Id.is_in([mine, running, retrying]))
         .exec(&app.db)
         .await
         .unwrap();
@@ -380,8 +381,10 @@ async fn a_failed_push_takes_back_only_the_writers_mark(app: TestApp) {
         .await
         .unwrap();
     assert!(tasks::start(&app.db, running).await.unwrap());
+    assert!(tasks::start(&app.db, retrying).await.unwrap());
+    tasks::release_for_retry(&app.db, retrying).await.unwrap();
 
-    tasks::unmark_dispatched(&app.db, &[mine, pushed_again, running])
+    tasks::unmark_dispatched(&app.db, &[mine, pushed_again, running, retrying])
         .await
         .unwrap();
     let mark = |id| {
@@ -391,6 +394,7 @@ async fn a_failed_push_takes_back_only_the_writers_mark(app: TestApp) {
     assert_eq!(mark(mine).await, None);
     assert!(mark(pushed_again).await.is_some());
     assert!(mark(running).await.is_some());
+    assert!(mark(retrying).await.is_some());
 }
 
 crate::scenarios!(

@@ -1,4 +1,4 @@
-//! Indexes that leave the hot writes alone: tasks and replies.
+//! Task indexes that leave the hot writes alone.
 //!
 //! Every send writes its task row several times (STARTED, then SUCCESS or
 //! FAILURE). An index on `state` gave each of those writes an entry in it,
@@ -15,34 +15,30 @@
 //! now on free, so a task's STARTED write can stay on its page without
 //! touching any index (pages written before keep their fill).
 //!
-//! Replies are found by their parent; most messages answer none, so the
-//! index of replies holds only the messages that do.
+//! The old indexes are dropped first: the migration takes the strongest
+//! lock it needs on `tasks` at once (a table kept small by the purge)
+//! rather than upgrading a weaker one later, which a running instance's
+//! transaction could deadlock against.
 
 use sea_orm_migration::{prelude::*, sea_orm::DatabaseBackend};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-/// The new indexes are built before the old ones are dropped: a build
-/// holds off writes to its table (not reads) until the migration commits,
-/// and only the drops at the end lock the tables for reads too.
-const UP: [&str; 6] = [
-    "CREATE INDEX idx_tasks_unfinished ON tasks (created_at) WHERE finished_at IS NULL",
-    "CREATE INDEX idx_tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL",
-    "CREATE INDEX idx_messages_replies ON messages (reply_to_id, id) \
-       WHERE reply_to_id IS NOT NULL",
+const UP: [&str; 4] = [
     "DROP INDEX IF EXISTS idx_tasks_state_created",
     "DROP INDEX IF EXISTS idx_tasks_finished_at",
-    "DROP INDEX IF EXISTS idx_messages_reply_to",
+    "CREATE INDEX IF NOT EXISTS idx_tasks_unfinished ON tasks (created_at) \
+       WHERE finished_at IS NULL",
+    "CREATE INDEX IF NOT EXISTS idx_tasks_finished ON tasks (finished_at) \
+       WHERE finished_at IS NOT NULL",
 ];
 
-const DOWN: [&str; 6] = [
-    "CREATE INDEX idx_messages_reply_to ON messages (reply_to_id, id)",
-    "CREATE INDEX idx_tasks_state_created ON tasks (state, created_at)",
-    "CREATE INDEX idx_tasks_finished_at ON tasks (finished_at)",
-    "DROP INDEX IF EXISTS idx_messages_replies",
+const DOWN: [&str; 4] = [
     "DROP INDEX IF EXISTS idx_tasks_finished",
     "DROP INDEX IF EXISTS idx_tasks_unfinished",
+    "CREATE INDEX IF NOT EXISTS idx_tasks_state_created ON tasks (state, created_at)",
+    "CREATE INDEX IF NOT EXISTS idx_tasks_finished_at ON tasks (finished_at)",
 ];
 
 async fn run_all(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
