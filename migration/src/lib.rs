@@ -9,6 +9,18 @@ mod m20261129_000003_create_cache_versions;
 mod m20261206_000004_chat_features;
 mod m20261207_000005_task_indexes;
 
+/// Run raw SQL statements in order (what the schema builder cannot say:
+/// partial indexes, backend-only features).
+pub(crate) async fn run_all(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+    for statement in statements {
+        manager
+            .get_connection()
+            .execute_unprepared(statement)
+            .await?;
+    }
+    Ok(())
+}
+
 pub struct Migrator;
 
 #[async_trait::async_trait]

@@ -12,6 +12,7 @@
 //! Search: a generated `tsvector` column with a GIN index on PostgreSQL,
 //! an FTS5 table kept in step by triggers on SQLite.
 
+use crate::run_all;
 use sea_orm_migration::{prelude::*, schema::*, sea_orm::DatabaseBackend};
 
 #[derive(DeriveMigrationName)]
@@ -134,16 +135,6 @@ const POSTGRES_SEARCH_DOWN: [&str; 2] = [
     "DROP INDEX IF EXISTS idx_messages_search",
     "ALTER TABLE messages DROP COLUMN IF EXISTS search",
 ];
-
-async fn run_all(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
-    for statement in statements {
-        manager
-            .get_connection()
-            .execute_unprepared(statement)
-            .await?;
-    }
-    Ok(())
-}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {

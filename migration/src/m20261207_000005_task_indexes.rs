@@ -20,6 +20,7 @@
 //! rather than upgrading a weaker one later, which a running instance's
 //! transaction could deadlock against.
 
+use crate::run_all;
 use sea_orm_migration::{prelude::*, sea_orm::DatabaseBackend};
 
 #[derive(DeriveMigrationName)]
@@ -40,16 +41,6 @@ const DOWN: [&str; 4] = [
     "CREATE INDEX IF NOT EXISTS idx_tasks_state_created ON tasks (state, created_at)",
     "CREATE INDEX IF NOT EXISTS idx_tasks_finished_at ON tasks (finished_at)",
 ];
-
-async fn run_all(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
-    for statement in statements {
-        manager
-            .get_connection()
-            .execute_unprepared(statement)
-            .await?;
-    }
-    Ok(())
-}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {

@@ -8,7 +8,6 @@ use chat_gateway::{
     config::Config,
     domain::tasks,
     jobs::{
-        Job,
         faktory::{FaktoryConfig, FaktoryError, run_worker},
         worker::JobContext,
     },
@@ -20,7 +19,7 @@ use faktory_test_server::FaktoryServer;
 
 use crate::{
     helpers::{Backend, TestApp, start, test_config, test_database},
-    jobs::{break_message_inserts, heal, orphan_task},
+    jobs::{break_message_inserts, group_send, heal, orphan_task},
 };
 
 const PASSWORD: &str = "s3cret";
@@ -283,27 +282,9 @@ async fn tasks_left_undispatched_are_pushed_after_a_restart(backend: Backend) {
     let room = app.create_room(1, "r", &[]).await;
     let db = app.db.clone();
     let (mut config, backend, dir) = app.stop().await;
-    let orphan = orphan_task(
-        &db,
-        Job::SendGroupMessage {
-            from: 1,
-            room_id: room,
-            text: "from the outbox".into(),
-            reply_to: None,
-        },
-    )
-    .await;
+    let orphan = orphan_task(&db, group_send(1, room, "from the outbox")).await;
     // Written as dispatched, but the process died before pushing it.
-    let handed_off = orphan_task(
-        &db,
-        Job::SendGroupMessage {
-            from: 1,
-            room_id: room,
-            text: "never pushed".into(),
-            reply_to: None,
-        },
-    )
-    .await;
+    let handed_off = orphan_task(&db, group_send(1, room, "never pushed")).await;
     tasks::mark_dispatched(&db, &[handed_off]).await.unwrap();
     config.job_start_timeout_secs = 1;
     let app = start(config, backend, dir).await;

@@ -89,16 +89,7 @@ async fn invalid_sends_fail_without_retry(app: TestApp) {
     }
     // A bad text that reached the outbox anyway (an older build wrote it)
     // still fails its task cleanly in the worker.
-    let old = orphan_task(
-        &app.db,
-        Job::SendGroupMessage {
-            from: 1,
-            room_id: room,
-            text: String::new(),
-            reply_to: None,
-        },
-    )
-    .await;
+    let old = orphan_task(&app.db, group_send(1, room, "")).await;
     let done = app.finished_task(&old.to_string()).await;
     assert_eq!(done["error"]["kind"], "ValidationError", "{done}");
     // Exactly 1024 characters is fine.
@@ -126,6 +117,16 @@ async fn sends_need_a_viewer(app: TestApp) {
     assert_eq!(error_code(&body), "BAD_USER_INPUT");
 }
 
+/// A group send of `text` from `from` into `room_id`, as a job.
+pub fn group_send(from: i64, room_id: i64, text: &str) -> Job {
+    Job::SendGroupMessage {
+        from,
+        room_id,
+        text: text.into(),
+        reply_to: None,
+    }
+}
+
 /// Write a task the way `Jobs::submit` does, without dispatching it: what a
 /// process that crashed right after answering leaves behind.
 pub async fn orphan_task(db: &impl ConnectionTrait, job: Job) -> Uuid {
@@ -149,16 +150,7 @@ async fn unfinished_tasks_run_after_a_restart(app: TestApp) {
 
     // ...leaving one task never queued, one written as dispatched that its
     // hand-off held when the process died, and one a worker had started.
-    let queued = orphan_task(
-        &db,
-        Job::SendGroupMessage {
-            from: 6,
-            room_id: room,
-            text: "survived".into(),
-            reply_to: None,
-        },
-    )
-    .await;
+    let queued = orphan_task(&db, group_send(6, room, "survived")).await;
     let started = orphan_task(
         &db,
         Job::SendDirectMessage {
@@ -171,16 +163,7 @@ async fn unfinished_tasks_run_after_a_restart(app: TestApp) {
     .await;
     tasks::mark_dispatched(&db, &[started]).await.unwrap();
     assert!(tasks::start(&db, started).await.unwrap());
-    let handed_off = orphan_task(
-        &db,
-        Job::SendGroupMessage {
-            from: 5,
-            room_id: room,
-            text: "in the hand-off".into(),
-            reply_to: None,
-        },
-    )
-    .await;
+    let handed_off = orphan_task(&db, group_send(5, room, "in the hand-off")).await;
     tasks::mark_dispatched(&db, &[handed_off]).await.unwrap();
 
     let app = start(config, backend, dir).await;
@@ -195,16 +178,7 @@ async fn unfinished_tasks_run_after_a_restart(app: TestApp) {
 
 async fn a_job_delivered_twice_stores_once(app: TestApp) {
     let room = app.create_room(3, "r", &[]).await;
-    let id = orphan_task(
-        &app.db,
-        Job::SendGroupMessage {
-            from: 3,
-            room_id: room,
-            text: "only once".into(),
-            reply_to: None,
-        },
-    )
-    .await;
+    let id = orphan_task(&app.db, group_send(3, room, "only once")).await;
     // Stop the outbox from picking it up on its own.
     tasks::mark_dispatched(&app.db, &[id]).await.unwrap();
     let envelope = Envelope::from_task(&tasks::get(&app.db, id).await.unwrap()).unwrap();
@@ -355,12 +329,7 @@ async fn sends_are_written_as_dispatched(app: TestApp) {
 /// its retry keeps its mark (the sweep would push it a further time).
 async fn a_failed_push_takes_back_only_the_writers_mark(app: TestApp) {
     let room = app.create_room(5, "r", &[]).await;
-    let job = || Job::SendGroupMessage {
-        from: 5,
-        room_id: room,
-        text: "held".into(),
-        reply_to: None,
-    };
+    let job = || group_send(5, room, "held");
     let (mine, pushed_again, running, retrying) = (
         orphan_task(&app.db, job()).await,
         orphan_task(&app.db, job()).await,
