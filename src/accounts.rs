@@ -50,7 +50,9 @@ impl Accounts {
         &self.known
     }
 
-    pub async fn create(&self, input: UserInput) -> AppResult<UserRecord> {
+    /// Create an account (a sign-up from `client`, counted per address).
+    pub async fn create(&self, input: UserInput, client: Option<IpAddr>) -> AppResult<UserRecord> {
+        self.throttle.signup(client).await?;
         let user = users::create(&self.db, input).await?;
         self.lists.invalidate(&[]).await;
         Ok(user)

@@ -228,6 +228,8 @@ impl Application {
                  by its id; set LEGACY_IDENTITY=false unless every client is trusted"
             );
         }
+        // Before seeding, which hashes the seeded users' password.
+        domain::passwords::limit(config.password_hashing());
         let (db, statements, seeded) = prepare_database(&config).await?;
         let redis = connect_redis(&config).await?;
         let events = event_bus(&config, redis.as_ref(), &db);

@@ -462,6 +462,31 @@ pub struct Config {
     )]
     pub rate_limit_searches: Rate,
 
+    /// Accounts one client address may create (sign-ups) per window.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_SIGNUPS_PER_ADDRESS",
+        default_value = "1000/1h",
+        global = true
+    )]
+    pub rate_limit_signups_per_address: Rate,
+
+    /// Password hashes (sign-up, login, password change) computed at once;
+    /// each takes a core and about 19 MiB. 0: one per core.
+    #[arg(
+        long,
+        env = "PASSWORD_HASH_CONCURRENCY",
+        default_value_t = 0,
+        global = true
+    )]
+    pub password_hash_concurrency: usize,
+
+    /// Password hashes that may wait for a turn (at most five seconds);
+    /// past that, sign-ups and logins are refused with `RATE_LIMITED`
+    /// until the queue shortens.
+    #[arg(long, env = "PASSWORD_HASH_QUEUE", default_value_t = 64, global = true)]
+    pub password_hash_queue: usize,
+
     /// Milliseconds an instance's lease on the user and membership versions
     /// it heard lasts (with Redis): how long it may serve user lists
     /// without asking Redis, and the longest a user write waits for an
@@ -575,6 +600,19 @@ impl Config {
 
     pub fn task_retention(&self) -> chrono::Duration {
         chrono::Duration::hours(i64::from(self.task_retention_hours))
+    }
+
+    /// How much password hashing may run and wait at once.
+    pub fn password_hashing(&self) -> crate::domain::passwords::Limits {
+        let defaults = crate::domain::passwords::Limits::default();
+        crate::domain::passwords::Limits {
+            concurrency: match self.password_hash_concurrency {
+                0 => defaults.concurrency,
+                n => n,
+            },
+            queue: self.password_hash_queue,
+            wait: defaults.wait,
+        }
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -56,7 +56,9 @@ impl FromStr for Rate {
         let (limit, window) = text.split_once('/').ok_or_else(usage)?;
         let limit: u64 = limit.trim().parse().map_err(|_| usage())?;
         let window = window.trim();
-        let (number, unit) = window.split_at(window.len().saturating_sub(1));
+        // The unit is the last character (which may not be one byte).
+        let unit_at = window.char_indices().last().map_or(0, |(at, _)| at);
+        let (number, unit) = window.split_at(unit_at);
         let number: u64 = if number.is_empty() {
             1
         } else {
@@ -318,6 +320,7 @@ pub struct Throttle {
     ws_operations_per_address: Rule,
     typing_per_user: Rule,
     searches_per_user: Rule,
+    signups_per_address: Rule,
 }
 
 fn refused(limited: Limited) -> AppError {
@@ -346,6 +349,19 @@ impl Throttle {
             ),
             typing_per_user: rule("typing_per_user", config.rate_limit_typing),
             searches_per_user: rule("searches_per_user", config.rate_limit_searches),
+            signups_per_address: rule("signups_per_address", config.rate_limit_signups_per_address),
+        }
+    }
+
+    /// Count an account created from `client`.
+    pub async fn signup(&self, client: Option<IpAddr>) -> AppResult<()> {
+        match client {
+            Some(client) => self
+                .limiter
+                .hit(&self.signups_per_address, &client.to_string())
+                .await
+                .map_err(refused),
+            None => Ok(()),
         }
     }
 
@@ -469,7 +485,9 @@ mod tests {
         );
         assert!("off".parse::<Rate>().unwrap().is_off());
         assert!("0".parse::<Rate>().unwrap().is_off());
-        for bad in ["", "10", "x/10s", "10/0s", "10/10d", "10/"] {
+        for bad in [
+            "", "10", "x/10s", "10/0s", "10/10d", "10/", "10/10秒", "10/é",
+        ] {
             assert!(bad.parse::<Rate>().is_err(), "{bad}");
         }
         assert_eq!("100/10s".parse::<Rate>().unwrap().to_string(), "100/10s");

@@ -120,7 +120,7 @@ impl Sends {
         add: bool,
         client: Option<IpAddr>,
     ) -> AppResult<message::Model> {
-        reactions::validate_emoji(emoji)?;
+        let emoji = reactions::validate_emoji(emoji)?;
         self.throttle.send(viewer, client).await?;
         let events = self.events.as_ref();
         if add {

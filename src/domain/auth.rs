@@ -14,7 +14,7 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 
 use super::{
-    now,
+    now, passwords,
     users::{self, UserRecord},
 };
 use crate::error::{AppError, AppResult};
@@ -38,15 +38,13 @@ fn digest(token: &str) -> String {
 
 /// A hash to verify against when the username is unknown, so that a wrong
 /// username takes as long as a wrong password and does not reveal itself.
-async fn decoy_hash() -> String {
+async fn decoy_hash() -> AppResult<String> {
     static DECOY: OnceLock<String> = OnceLock::new();
     if let Some(hash) = DECOY.get() {
-        return hash.clone();
+        return Ok(hash.clone());
     }
-    let hash = users::hash_password(uuid::Uuid::new_v4().to_string())
-        .await
-        .unwrap_or_default();
-    DECOY.get_or_init(|| hash).clone()
+    let hash = passwords::hash(uuid::Uuid::new_v4().to_string()).await?;
+    Ok(DECOY.get_or_init(|| hash).clone())
 }
 
 /// Check a username and password and issue a token valid for `ttl`.
@@ -60,9 +58,9 @@ pub async fn login(
     let user = users::find_by_username(db, username).await?;
     let (hash, user) = match user {
         Some(user) if user.is_active => (user.password.clone(), Some(user)),
-        _ => (decoy_hash().await, None),
+        _ => (decoy_hash().await?, None),
     };
-    let verified = users::verify_password(password.to_owned(), hash).await;
+    let verified = passwords::verify(password.to_owned(), hash).await?;
     let Some(user) = user.filter(|_| verified) else {
         return Err(AppError::Unauthenticated(INVALID_CREDENTIALS.to_owned()));
     };

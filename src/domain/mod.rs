@@ -11,6 +11,7 @@ pub mod log;
 pub mod mentions;
 pub mod messages;
 pub mod pagination;
+pub mod passwords;
 pub mod presence;
 pub mod reactions;
 pub mod rooms;

@@ -1,7 +1,7 @@
 //! Reactions: a member puts an emoji on a message of their room, at most
-//! once per emoji, and takes it off again. An emoji is one short sequence
-//! of emoji characters (with the joiners, variation selectors, skin tones
-//! and keycaps that compose them); anything else is refused.
+//! once per emoji, and takes it off again. An emoji is one emoji of
+//! Unicode's recommended set (with its skin tone, keycap or flag), stored in
+//! its fully qualified form; anything else is refused.
 //!
 //! Adding or removing is a numbered room event (see [`super::log`]);
 //! adding what is already there, or removing what is not, changes nothing
@@ -26,63 +26,23 @@ use crate::{
     events::{Event, EventBus},
 };
 
-/// Longest emoji, in characters (a family with skin tones is about 10).
-pub const EMOJI_MAX_CHARS: usize = 16;
 /// Most different emoji one user may put on one message.
 pub const MAX_PER_USER: u64 = 20;
 /// Most different emoji one message may carry.
 pub const MAX_PER_MESSAGE: u64 = 50;
 
-/// Characters an emoji is made of.
-fn is_emoji_part(c: char) -> bool {
-    matches!(c as u32,
-        0x1F000..=0x1FAFF   // pictographs, emoticons, transport, flags' letters, skin tones
-        | 0x2190..=0x21FF   // arrows
-        | 0x2300..=0x23FF   // technical (watch, hourglass, ...)
-        | 0x2460..=0x24FF   // enclosed alphanumerics (Ⓜ)
-        | 0x25A0..=0x27BF   // shapes, miscellaneous symbols, dingbats
-        | 0x2900..=0x297F   // supplemental arrows
-        | 0x2B00..=0x2BFF   // stars, squares
-        | 0x3030 | 0x303D | 0x3297 | 0x3299
-        | 0x00A9 | 0x00AE | 0x203C | 0x2049 | 0x2122 | 0x2139
-        | 0x200D            // zero width joiner
-        | 0xFE0E | 0xFE0F   // variation selectors
-        | 0x20E3            // combining keycap
-        | 0xE0020..=0xE007F // tags (subdivision flags)
-    )
-}
-
-/// Check an emoji: 1 to [`EMOJI_MAX_CHARS`] characters, all emoji parts,
-/// with at least one pictograph (a keycap's digit is allowed before its
-/// `U+20E3`).
-pub fn validate_emoji(emoji: &str) -> AppResult<()> {
-    let chars: Vec<char> = emoji.chars().collect();
-    let keycap = chars.len() >= 2
-        && matches!(chars[0], '0'..='9' | '#' | '*')
-        && chars[1..]
-            .iter()
-            .all(|&c| c == '\u{FE0F}' || c == '\u{20E3}')
-        && chars.contains(&'\u{20E3}');
-    let is_tag = |c: &char| matches!(*c as u32, 0xE0020..=0xE007F);
-    let pictograph = chars.iter().any(|&c| {
-        is_emoji_part(c) && !is_tag(&c) && !matches!(c as u32, 0x200D | 0xFE0E | 0xFE0F | 0x20E3)
-    });
-    // Tags spell a subdivision flag after a black flag, ended by CANCEL
-    // TAG (🏴 g b s c t ␡); anywhere else they are invisible text.
-    let tags_fit = !chars.iter().any(is_tag)
-        || (chars.first() == Some(&'\u{1F3F4}') && chars.last() == Some(&'\u{E007F}'));
-    let valid = !chars.is_empty()
-        && chars.len() <= EMOJI_MAX_CHARS
-        && tags_fit
-        && (keycap || (pictograph && chars.iter().all(|&c| is_emoji_part(c))));
-    if valid {
-        Ok(())
-    } else {
-        Err(AppError::field(
+/// Check an emoji: exactly one emoji of Unicode's recommended (RGI) set,
+/// skin tones, keycaps, flags and ZWJ sequences included. Returns its
+/// fully qualified form, the one stored: "❤" and "❤️" are one reaction.
+/// Two emoji, a lone joiner or regional indicator, text presentation
+/// selectors, repeated keycaps and arrows in a row are all refused.
+pub fn validate_emoji(emoji: &str) -> AppResult<&'static str> {
+    emojis::get(emoji).map(|e| e.as_str()).ok_or_else(|| {
+        AppError::field(
             "emoji",
-            format!("emoji must be a single emoji (at most {EMOJI_MAX_CHARS} characters)"),
-        ))
-    }
+            "emoji must be exactly one emoji (one of Unicode's recommended emoji, e.g. 👍)",
+        )
+    })
 }
 
 /// Put `emoji` on a message as `viewer`, a member of its room. Returns
@@ -95,7 +55,7 @@ pub async fn add(
     message_id: i64,
     emoji: &str,
 ) -> AppResult<bool> {
-    validate_emoji(emoji)?;
+    let emoji = validate_emoji(emoji)?;
     change(db, events, viewer, message_id, emoji, true).await
 }
 
@@ -108,7 +68,7 @@ pub async fn remove(
     message_id: i64,
     emoji: &str,
 ) -> AppResult<bool> {
-    validate_emoji(emoji)?;
+    let emoji = validate_emoji(emoji)?;
     change(db, events, viewer, message_id, emoji, false).await
 }
 
@@ -295,10 +255,24 @@ mod tests {
 
     #[test]
     fn emoji_are_checked() {
-        for good in ["👍", "❤️", "🇫🇷", "👩‍👩‍👧‍👦", "👍🏽", "1️⃣", "#️⃣", "🏴󠁧󠁢󠁳󠁣󠁴󠁿", "☕", "⭐"]
-        {
-            assert!(validate_emoji(good).is_ok(), "{good}");
+        for good in [
+            "👍",
+            "❤️",
+            "🇫🇷",
+            "👩‍👩‍👧‍👦",
+            "👍🏽",
+            "1️⃣",
+            "#️⃣",
+            "🏴󠁧󠁢󠁳󠁣󠁴󠁿",
+            "☕",
+            "⭐",
+            "🧑🏽‍💻",
+        ] {
+            assert_eq!(validate_emoji(good).unwrap(), good);
         }
+        // Unqualified forms are the same emoji, stored qualified.
+        assert_eq!(validate_emoji("❤").unwrap(), "❤️");
+        assert_eq!(validate_emoji("↔").unwrap(), "↔️");
         for bad in [
             "",
             "a",
@@ -309,7 +283,14 @@ mod tests {
             "\u{FE0F}",
             "1",
             "👍\0",
-            &"👍".repeat(17),
+            "👍👎",
+            &"👍".repeat(16),
+            "↔↔↔",
+            "\u{200d}👍",
+            "🇦",
+            "🇦🇧🇨",
+            "👍\u{FE0E}\u{FE0E}\u{FE0E}\u{FE0E}",
+            "1\u{FE0F}\u{20E3}\u{20E3}\u{20E3}",
             // Invisible tag letters riding on an emoji, or alone.
             "👍\u{E0068}\u{E0069}",
             "\u{E0068}\u{E0069}\u{E007F}",

@@ -217,11 +217,14 @@ pub fn snippet(text: &str, terms: &[String]) -> String {
         let first = first_hit.saturating_sub(SNIPPET_WORDS / 4);
         (first, (first + SNIPPET_WORDS).min(words.len()))
     };
-    // Cut at white space, so no word is split ("I'd" is two words).
+    // Cut at white space, so no word is split ("I'd" is two words). White
+    // space may be more than one byte (U+00A0 before French punctuation,
+    // U+3000): the cut is after the whole character.
     let from = match words.get(first) {
         Some(word) if first > 0 => text[..word.0]
-            .rfind(char::is_whitespace)
-            .map_or(0, |at| at + 1),
+            .char_indices()
+            .rfind(|(_, c)| c.is_whitespace())
+            .map_or(0, |(at, c)| at + c.len_utf8()),
         _ => 0,
     };
     let to = match last.checked_sub(1).and_then(|l| words.get(l)) {
@@ -283,5 +286,25 @@ mod tests {
         );
         assert!(!cut.contains("w1 "), "{cut}");
         assert_eq!(snippet("no match", &terms), "no match");
+    }
+
+    #[test]
+    fn snippets_cut_after_white_space_of_any_width() {
+        let terms = vec!["nbsptarget".to_owned()];
+        for space in ['\u{a0}', '\u{3000}', '\u{2009}', ' '] {
+            let text = format!("{}nbsptarget", format!("w{space}").repeat(100));
+            let cut = snippet(&text, &terms);
+            assert!(cut.ends_with("<mark>nbsptarget</mark>"), "{cut}");
+            assert!(cut.starts_with("…w"), "{cut}");
+            // And the match at the very start, the middle, and the end.
+            let text = format!("nbsptarget{}", format!("{space}mot").repeat(80));
+            assert!(snippet(&text, &terms).starts_with("<mark>nbsptarget</mark>"));
+        }
+        // French punctuation: a narrow no-break space before `?` and `:`.
+        let text = format!(
+            "{}Qui vient\u{202f}? nbsptarget\u{a0}: oui",
+            "bla\u{a0}".repeat(60)
+        );
+        assert!(snippet(&text, &terms).contains("<mark>nbsptarget</mark>"));
     }
 }

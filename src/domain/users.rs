@@ -5,10 +5,6 @@
 
 use std::collections::HashMap;
 
-use argon2::{
-    Argon2,
-    password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash},
-};
 use entity::{membership, profile, profile::Status, room, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
@@ -19,6 +15,7 @@ use sea_orm::{
 use super::{
     insert_unless_exists, now,
     pagination::{self, Page, PageRequest},
+    passwords,
 };
 use crate::error::{
     AppError, AppResult, FieldErrors, is_foreign_key_violation, is_unique_violation,
@@ -295,33 +292,6 @@ pub fn check(input: &UserInput, mode: WriteMode) -> FieldErrors {
     validate(input, mode).err().unwrap_or_default()
 }
 
-/// Hash a password with argon2id and a random salt, off the async runtime.
-pub async fn hash_password(password: String) -> AppResult<String> {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|hash| hash.to_string())
-            .map_err(|e| AppError::internal(anyhow::anyhow!("password hashing failed: {e}")))
-    })
-    .await
-    .map_err(AppError::internal)?
-}
-
-/// Check a password against a stored hash, off the async runtime.
-pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
-}
-
 fn default_profile(user_id: i64) -> profile::Model {
     profile::Model {
         id: 0,
@@ -496,7 +466,7 @@ pub async fn create(db: &DatabaseConnection, input: UserInput) -> AppResult<User
     if username_taken(db, &username, None).await? {
         return Err(AppError::field("username", USERNAME_TAKEN));
     }
-    let password = hash_password(valid.password.take().unwrap_or_default()).await?;
+    let password = passwords::hash(valid.password.take().unwrap_or_default()).await?;
 
     let txn = super::begin_write(db).await?;
     let user = user::ActiveModel {
@@ -545,7 +515,7 @@ pub async fn update(
         return Err(AppError::field("username", USERNAME_TAKEN));
     }
     let password = match valid.password {
-        Some(password) => Some(hash_password(password).await?),
+        Some(password) => Some(passwords::hash(password).await?),
         None => None,
     };
 
@@ -691,7 +661,7 @@ pub async fn seed(db: &DatabaseConnection, count: u32) -> AppResult<usize> {
     }
     // The seeded accounts share one well-known password, so one hash serves
     // them all and start-up stays fast.
-    let password = hash_password(SEED_PASSWORD.to_owned()).await?;
+    let password = passwords::hash(SEED_PASSWORD.to_owned()).await?;
     let mut created = 0;
     for username in missing {
         let txn = super::begin_write(db).await?;
@@ -808,14 +778,5 @@ mod tests {
         ] {
             assert!(!is_valid_email(bad), "{bad}");
         }
-    }
-
-    #[tokio::test]
-    async fn passwords_hash_and_verify() {
-        let hash = hash_password("s3cret".into()).await.unwrap();
-        assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password("s3cret".into(), hash.clone()).await);
-        assert!(!verify_password("wrong".into(), hash).await);
-        assert!(!verify_password("s3cret".into(), "garbage".into()).await);
     }
 }

@@ -266,6 +266,11 @@ impl Gateway {
 
     /// Execute one operation over a websocket: a stream of responses (one
     /// for a query or mutation, one per event for a subscription).
+    ///
+    /// The operation runs in a task of its own, one response ahead of its
+    /// reader (see [`Running`]): what it reads from the database it reads
+    /// to the end whether or not the client is reading, so a client that
+    /// stops reading never holds a database connection.
     pub fn execute_stream(
         &self,
         mut request: Request,
@@ -285,13 +290,14 @@ impl Gateway {
             .data(Viewer::new(identity))
             .data(loaders)
             .data(client);
-        rounds
+        let responses = rounds
             .drive_stream(self.schema.execute_stream(request))
             .map(move |mut response| {
                 plan.apply(&mut response.data);
                 response
             })
-            .boxed()
+            .boxed();
+        Running::start(responses).boxed()
     }
 
     /// A response as JSON bytes; one over `GRAPHQL_MAX_RESPONSE_BYTES` is
@@ -322,6 +328,71 @@ impl Gateway {
         serde_json::to_vec(&async_graphql::Response::from_errors(vec![error]))
             .unwrap_or_else(|_| b"{}".to_vec())
     }
+}
+
+/// An operation running in a task of its own, as a stream of its
+/// responses. The task computes the next response while the previous one
+/// waits to be taken (a channel of one), then waits itself, between two
+/// responses, never inside one: whatever a response needs (its database
+/// reads included) is finished and released before the task waits for the
+/// reader. A panic in the operation ends it with an `INTERNAL` error
+/// instead of taking its transport down. Dropping the stream stops the task.
+pub struct Running {
+    results: futures::channel::mpsc::Receiver<async_graphql::Response>,
+    producer: tokio::task::AbortHandle,
+}
+
+impl Running {
+    pub fn start(mut responses: BoxStream<'static, async_graphql::Response>) -> Running {
+        use futures::{FutureExt, SinkExt};
+        let (mut results, receiver) = futures::channel::mpsc::channel(0);
+        let producer = tokio::spawn(async move {
+            loop {
+                let next = std::panic::AssertUnwindSafe(responses.next())
+                    .catch_unwind()
+                    .await;
+                let (response, last) = match next {
+                    Ok(Some(response)) => (response, false),
+                    Ok(None) => return,
+                    // The panic hook logged where; the operation is over.
+                    Err(_) => (internal_error(), true),
+                };
+                if results.send(response).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        Running {
+            results: receiver,
+            producer: producer.abort_handle(),
+        }
+    }
+}
+
+impl futures::Stream for Running {
+    type Item = async_graphql::Response;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.results.poll_next_unpin(cx)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.producer.abort();
+    }
+}
+
+/// The answer of an operation that failed inside (a panic).
+fn internal_error() -> async_graphql::Response {
+    let mut error = ServerError::new("Internal server error", None);
+    let mut extensions = async_graphql::ErrorExtensionValues::default();
+    extensions.set("code", "INTERNAL");
+    error.extensions = Some(extensions);
+    async_graphql::Response::from_errors(vec![error])
 }
 
 /// async-graphql's complexity check (it knows each field's cost) words its

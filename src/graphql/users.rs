@@ -393,7 +393,10 @@ impl UserMutation {
             email: input.email,
             profile: input.profile.map(Into::into),
         };
-        Ok(User::record(ctx.accounts().create(input).await.extend()?))
+        let client = ctx.client_ip();
+        Ok(User::record(
+            ctx.accounts().create(input, client).await.extend()?,
+        ))
     }
 
     /// Change the viewer's own account; only the given fields change.

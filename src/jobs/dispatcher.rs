@@ -59,6 +59,9 @@ impl Dispatcher {
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failures: u32 = 0;
         let mut stop = shutdown.clone();
+        // The hand-off closes when the last sender goes (the HTTP server
+        // drained at shutdown): the sweep goes on until shutdown is asked.
+        let mut handing_off = true;
         loop {
             // The sweep comes before the hand-off: under steady sending the
             // hand-off is never empty, and the sweep (what failed pushes
@@ -81,8 +84,11 @@ impl Dispatcher {
                         self.revive_stalled().await;
                     }
                 }
-                received = handoff.recv() => {
-                    let Some(first) = received else { break };
+                received = handoff.recv(), if handing_off => {
+                    let Some(first) = received else {
+                        handing_off = false;
+                        continue;
+                    };
                     let mut batch = vec![first];
                     while batch.len() < BATCH {
                         match handoff.try_recv() {

@@ -24,6 +24,7 @@ use crate::{
     app::AppState,
     domain::users::{self, ProfileInput, UserFilter, UserInput, WriteMode},
     error::{AppError, FieldErrors},
+    http::ClientIp,
 };
 
 const REQUIRED: &str = "This field is required.";
@@ -253,13 +254,21 @@ where
         (status = 400, description = "Invalid: every bad field listed (no body: every \
             required field missing); a body that is not JSON is a `detail`.",
             body = UsersBadRequest),
+        (status = 429, description = "Too many sign-ups from this address \
+            (`RATE_LIMIT_SIGNUPS_PER_ADDRESS`), or too many passwords being hashed at once; \
+            `Retry-After` says when to try again.", body = Detail),
         (status = 500, description = "Unexpected failure.", body = UsersServerError),
     )
 )]
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, raw: Bytes) -> Response {
+pub async fn create(
+    State(state): State<AppState>,
+    client: ClientIp,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
     let accounts = state.accounts.clone();
     match write_user(&headers, &raw, WriteMode::Create, |input| async move {
-        accounts.create(input).await
+        accounts.create(input, client.0).await
     })
     .await
     {
@@ -367,6 +376,8 @@ async fn update(
             body = Detail),
         (status = 404, description = "Unknown user (before any validation).", body = Detail,
             example = json!({"detail": "Not found."})),
+        (status = 429, description = "A new password, while too many passwords are being \
+            hashed at once; `Retry-After` says when to try again.", body = Detail),
         (status = 500, description = "Unexpected failure.", body = UsersServerError),
     )
 )]
@@ -404,6 +415,8 @@ pub async fn replace(
             body = Detail),
         (status = 404, description = "Unknown user (before any validation).", body = Detail,
             example = json!({"detail": "Not found."})),
+        (status = 429, description = "A new password, while too many passwords are being \
+            hashed at once; `Retry-After` says when to try again.", body = Detail),
         (status = 500, description = "Unexpected failure.", body = UsersServerError),
     )
 )]

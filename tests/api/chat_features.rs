@@ -188,6 +188,16 @@ async fn reactions_are_counted_per_emoji(app: TestApp) {
         "<script>",
         "👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍",
         "a\u{0}",
+        // Not one emoji: two, a run, a stray joiner or regional indicator,
+        // text presentation, a keycap with extra caps.
+        "👍👎",
+        "👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍",
+        "↔↔↔",
+        "\u{200d}👍",
+        "🇦",
+        "🇦🇧🇨",
+        "👍\u{FE0E}\u{FE0E}\u{FE0E}\u{FE0E}",
+        "1\u{FE0F}\u{20E3}\u{20E3}\u{20E3}",
     ] {
         let body = app
             .graphql_as(Some(2), REACT, json!({"id": message, "emoji": emoji}))

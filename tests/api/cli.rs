@@ -175,3 +175,51 @@ fn worker_needs_faktory() {
     );
     assert_clear_failure(&output, "FAKTORY_URL");
 }
+
+/// SIGTERM is the normal way a service stops: it logs no error, whatever
+/// the order its parts wind down in, and exits cleanly.
+#[test]
+fn a_normal_shutdown_logs_no_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for round in 0..3 {
+        let child = Command::new(env!("CARGO_BIN_EXE_chat-gateway"))
+            .arg("serve")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}?mode=rwc", dir.path().join("chat.db").display()),
+            )
+            .env_remove("REDIS_URL")
+            .env_remove("FAKTORY_URL")
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("SEED_USERS", "2")
+            .env("SHUTDOWN_GRACE_SECS", "5")
+            .env("LOG_FORMAT", "text")
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "never listened");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let output = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "round {round}: {err}");
+        assert!(!err.contains("ERROR"), "round {round}: {err}");
+        assert!(!err.contains("WARN"), "round {round}: {err}");
+        assert!(err.contains("server stopped"), "round {round}: {err}");
+    }
+}

@@ -54,7 +54,11 @@ async fn seeded_password_is_hashed(app: TestApp) {
         .unwrap()
         .unwrap();
     assert!(row.password.starts_with("$argon2id$"), "{}", row.password);
-    assert!(chat_gateway::domain::users::verify_password(SEED_PASSWORD.into(), row.password).await);
+    assert!(
+        chat_gateway::domain::passwords::verify(SEED_PASSWORD.into(), row.password)
+            .await
+            .unwrap()
+    );
 }
 
 async fn create_user_returns_the_user(app: TestApp) {
