@@ -18,6 +18,7 @@ use crate::{
         users::{self, PublicUser, UserFilter, UserInput, UserRecord, WriteMode},
     },
     error::{AppError, AppResult},
+    events::{Event, EventBus},
     identity::KnownUsers,
     ratelimit::Throttle,
     versions::Key,
@@ -29,6 +30,7 @@ pub struct Accounts {
     lists: Arc<UserListCache>,
     known: Arc<KnownUsers>,
     throttle: Arc<Throttle>,
+    events: Arc<dyn EventBus>,
 }
 
 impl Accounts {
@@ -37,12 +39,14 @@ impl Accounts {
         lists: Arc<UserListCache>,
         known: Arc<KnownUsers>,
         throttle: Arc<Throttle>,
+        events: Arc<dyn EventBus>,
     ) -> Self {
         Accounts {
             db,
             lists,
             known,
             throttle,
+            events,
         }
     }
 
@@ -75,9 +79,24 @@ impl Accounts {
     pub async fn delete(&self, id: i64) -> AppResult<()> {
         users::delete(&self.db, id).await?;
         self.known.forget(id);
-        // Gone from every room: its members, its messages' senders.
-        self.lists.invalidate(&[Key::Names, Key::Memberships]).await;
+        // Gone from every room (its members, its messages' senders), and
+        // every live session of the account ends.
+        self.lists
+            .invalidate(&[Key::Names, Key::Memberships, Key::Sessions])
+            .await;
+        self.events.publish(Event::SessionsEnded { user_id: id });
         Ok(())
+    }
+
+    /// Revoke a bearer token; the connections that used it end, on every
+    /// instance. True when the token was live.
+    pub async fn logout(&self, token: &str) -> AppResult<bool> {
+        let Some(user) = auth::logout(&self.db, token).await? else {
+            return Ok(false);
+        };
+        self.events.versions().bump(&[(Key::Sessions, 1)]).await;
+        self.events.publish(Event::SessionsEnded { user_id: user });
+        Ok(true)
     }
 
     /// Sign in; the user's `last_login` changes, so lists are invalidated.

@@ -38,6 +38,7 @@ use crate::{
     ratelimit::{RateLimiter, Throttle},
     readmodel::{RoomLists, RoomViews},
     sends::Sends,
+    service::{permissions::Permissions, sessions::Sessions},
     supervisor::Supervisor,
     typing::Typing,
     versions::Versions,
@@ -76,6 +77,9 @@ pub struct Services {
     pub room_lists: RoomLists,
     pub typing: Arc<Typing>,
     pub presence: Arc<Presence>,
+    pub permissions: Arc<Permissions>,
+    /// The live sessions (websockets) of this instance.
+    pub sessions: Arc<Sessions>,
     pub supervisor: Arc<Supervisor>,
 }
 
@@ -287,7 +291,13 @@ impl Application {
             None => RateLimiter::in_process(),
         };
         let throttle = Arc::new(Throttle::new(limiter, &config));
-        let accounts = Accounts::new(db.clone(), lists, known_users, throttle.clone());
+        let accounts = Accounts::new(
+            db.clone(),
+            lists,
+            known_users,
+            throttle.clone(),
+            events.clone(),
+        );
         if seeded > 0 {
             accounts.lists_changed().await;
         }
@@ -308,6 +318,8 @@ impl Application {
             ),
             None => Presence::in_process(db.clone(), events.clone(), config.presence_ttl()),
         };
+        let permissions = Permissions::new(db.clone(), events.versions().clone());
+        let sessions = Sessions::start(db.clone(), &events);
         let schema = graphql::build(
             &config,
             db.clone(),
@@ -318,6 +330,7 @@ impl Application {
                 typing: typing.clone(),
                 presence: presence.clone(),
                 throttle: throttle.clone(),
+                permissions: permissions.clone(),
             },
         );
         let listener = TcpListener::bind(config.bind)
@@ -352,6 +365,8 @@ impl Application {
             room_lists,
             typing,
             presence,
+            permissions,
+            sessions,
             supervisor: Arc::new(Supervisor::default()),
         }));
         tracing::info!(

@@ -18,6 +18,9 @@
 //! - [`typing`] and [`presence`]: who is typing where, who is online; live
 //!   state carried by the event bus, never stored (but last-seen times).
 //! - [`identity`]: who the viewer of a request is; [`ratelimit`]: how often they may act.
+//! - [`service`]: who may read what, checked before every delivery
+//!   ([`service::permissions`]), and the live sessions that end with their
+//!   token or account ([`service::sessions`]).
 //! - [`input`]: the rules every client string must pass, on every API.
 //! - [`jobs`]: the outbox, the job queues (in-process, Faktory) and the workers.
 //! - [`supervisor`]: background loops restarted (and reported) when they die.
@@ -48,6 +51,7 @@ pub mod ratelimit;
 pub mod readmodel;
 pub mod rest;
 pub mod sends;
+pub mod service;
 pub mod shutdown;
 pub mod supervisor;
 pub mod telemetry;

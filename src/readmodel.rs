@@ -330,6 +330,7 @@ async fn follow(
             Ok(Event::MessageChanged { message, .. }) => views.forget(Some(message.room_id)),
             Ok(
                 Event::TaskUpdated { .. }
+                | Event::SessionsEnded { .. }
                 | Event::ReactionChanged { .. }
                 | Event::Typing { .. }
                 | Event::PresenceChanged { .. },

@@ -1,6 +1,7 @@
 //! `memberships`: one row per stay of a user in a room. Leaving sets
 //! `left_at`; re-joining starts a new row, so the history is kept. At most one
 //! row per (room, user) has `left_at` unset (a partial unique index).
+//! `chosen` tells whether the user chose to be in the room.
 
 use sea_orm::entity::prelude::*;
 
@@ -13,6 +14,10 @@ pub struct Model {
     pub user_id: i64,
     pub joined_at: DateTimeUtc,
     pub left_at: Option<DateTimeUtc>,
+    /// The user chose to be in the room (created or joined it, or sent a
+    /// message in it), rather than being put in it by someone else; their
+    /// presence shows only through rooms they chose.
+    pub chosen: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

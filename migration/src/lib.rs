@@ -8,6 +8,7 @@ mod m20261129_000002_create_auth_tokens;
 mod m20261129_000003_create_cache_versions;
 mod m20261206_000004_chat_features;
 mod m20261207_000005_task_indexes;
+mod m20261208_000006_membership_choice;
 
 /// Run raw SQL statements in order (what the schema builder cannot say:
 /// partial indexes, backend-only features).
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000003_create_cache_versions::Migration),
             Box::new(m20261206_000004_chat_features::Migration),
             Box::new(m20261207_000005_task_indexes::Migration),
+            Box::new(m20261208_000006_membership_choice::Migration),
         ]
     }
 }

@@ -10,6 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use entity::auth_token;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QuerySelect,
 };
 use sha2::{Digest, Sha256};
 
@@ -93,21 +94,72 @@ pub async fn login(
 
 /// The user a bearer token belongs to, if it is known and not expired.
 pub async fn user_for_token(db: &impl ConnectionTrait, token: &str) -> AppResult<Option<i64>> {
+    Ok(token_session(db, token).await?.map(|t| t.user_id))
+}
+
+/// A live token, as a long-lived connection keeps it: whose it is, until
+/// when, and its digest (what the database keeps), to check it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSession {
+    pub user_id: i64,
+    pub expires_at: DateTime<Utc>,
+    pub digest: String,
+}
+
+/// The session of a bearer token, if it is known and not expired.
+pub async fn token_session(
+    db: &impl ConnectionTrait,
+    token: &str,
+) -> AppResult<Option<TokenSession>> {
+    let digest = digest(token);
     Ok(auth_token::Entity::find()
-        .filter(auth_token::Column::TokenHash.eq(digest(token)))
+        .filter(auth_token::Column::TokenHash.eq(digest.as_str()))
         .filter(auth_token::Column::ExpiresAt.gt(now()))
         .one(db)
         .await?
-        .map(|t| t.user_id))
+        .map(|t| TokenSession {
+            user_id: t.user_id,
+            expires_at: t.expires_at,
+            digest,
+        }))
 }
 
-/// Revoke a token. Returns whether it existed.
-pub async fn logout(db: &impl ConnectionTrait, token: &str) -> AppResult<bool> {
+/// Which of these token digests are still live (not revoked, not
+/// expired), in one statement.
+pub async fn live_digests(
+    db: &impl ConnectionTrait,
+    digests: &[&str],
+) -> AppResult<std::collections::HashSet<String>> {
+    if digests.is_empty() {
+        return Ok(Default::default());
+    }
+    let live: Vec<String> = auth_token::Entity::find()
+        .select_only()
+        .column(auth_token::Column::TokenHash)
+        .filter(auth_token::Column::TokenHash.is_in(digests.iter().copied()))
+        .filter(auth_token::Column::ExpiresAt.gt(now()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(live.into_iter().collect())
+}
+
+/// Revoke a token. Returns whose it was, if it existed (the caller ends
+/// that user's live sessions that used it).
+pub async fn logout(db: &impl ConnectionTrait, token: &str) -> AppResult<Option<i64>> {
+    let digest = digest(token);
+    let Some(owner) = auth_token::Entity::find()
+        .filter(auth_token::Column::TokenHash.eq(digest.as_str()))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
     let result = auth_token::Entity::delete_many()
-        .filter(auth_token::Column::TokenHash.eq(digest(token)))
+        .filter(auth_token::Column::TokenHash.eq(digest))
         .exec(db)
         .await?;
-    Ok(result.rows_affected > 0)
+    Ok((result.rows_affected > 0).then_some(owner.user_id))
 }
 
 #[cfg(test)]

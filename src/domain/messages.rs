@@ -192,7 +192,7 @@ pub async fn deliver_many(
             Recipient::Room(room) if !existing_rooms.contains(&room) => {
                 Err(AppError::NotFound("room"))
             }
-            Recipient::Room(room) if !memberships.contains(&(room, delivery.from)) => {
+            Recipient::Room(room) if !memberships.contains_key(&(room, delivery.from)) => {
                 Err(not_a_member())
             }
             Recipient::Room(room) => Ok(room),
@@ -259,8 +259,10 @@ pub async fn deliver_many(
                 ..Default::default()
             }
         };
+        let mut chose = false;
         match insert_numbered(db, &new, &row, deliveries).await {
             Ok(inserted) => {
+                chose = inserted.chose;
                 for slot in inserted.gone {
                     targets[slot] = Some(Err(AppError::NotFound("room")));
                 }
@@ -276,6 +278,7 @@ pub async fn deliver_many(
                 for one in &new {
                     match insert_numbered(db, std::slice::from_ref(one), &row, deliveries).await {
                         Ok(inserted) => {
+                            chose |= inserted.chose;
                             if !inserted.gone.is_empty() {
                                 targets[one.slot] = Some(Err(AppError::NotFound("room")));
                             }
@@ -294,6 +297,13 @@ pub async fn deliver_many(
                     }
                 }
             }
+        }
+        if chose {
+            // Whose presence shows where changed: before the sends answer.
+            events
+                .versions()
+                .bump(&[(crate::versions::Key::Memberships, 1)])
+                .await;
         }
     }
 
@@ -331,6 +341,9 @@ struct Inserted {
     gone: Vec<usize>,
     /// Group deliveries whose sender left the room before it was locked.
     left: Vec<usize>,
+    /// Some sender chose their room by writing in it: the memberships
+    /// changed.
+    chose: bool,
 }
 
 /// Store new messages in one transaction: each room's numbers taken (rooms
@@ -361,28 +374,31 @@ async fn insert_numbered(
         }
     }
     let group = |n: &&New| matches!(deliveries[n.slot].to, Recipient::Room(_));
-    let group_rooms: Vec<i64> = new.iter().filter(group).map(|n| n.room).collect();
-    let senders: Vec<i64> = new
-        .iter()
-        .filter(group)
-        .map(|n| deliveries[n.slot].from)
-        .collect();
-    let members = rooms::current_pairs(&txn, &group_rooms, &senders).await?;
+    let all_rooms: Vec<i64> = per_room.keys().copied().collect();
+    let senders: Vec<i64> = new.iter().map(|n| deliveries[n.slot].from).collect();
+    let members = rooms::current_pairs(&txn, &all_rooms, &senders).await?;
     let mut stored = Inserted {
         found: HashMap::new(),
         gone: Vec::new(),
         left: Vec::new(),
+        chose: false,
     };
+    // Senders who had not chosen their room (put in it by someone else, or
+    // the other side of a direct room) choose it by writing in it.
+    let mut choosing: Vec<(i64, i64)> = Vec::new();
     let mut rows = Vec::with_capacity(new.len());
     let mut inserted = Vec::with_capacity(new.len());
     for n in new {
         let delivery = &deliveries[n.slot];
         match next.get_mut(&n.room) {
             None => stored.gone.push(n.slot),
-            Some(_) if group(&n) && !members.contains(&(n.room, delivery.from)) => {
+            Some(_) if group(&n) && !members.contains_key(&(n.room, delivery.from)) => {
                 stored.left.push(n.slot)
             }
             Some(seq) => {
+                if members.get(&(n.room, delivery.from)) == Some(&false) {
+                    choosing.push((n.room, delivery.from));
+                }
                 rows.push(row(n, *seq));
                 inserted.push(delivery.task_id);
                 *seq += 1;
@@ -423,7 +439,11 @@ async fn insert_numbered(
         })
         .collect();
     mentions::record(&txn, &mentioned).await?;
+    choosing.sort_unstable();
+    choosing.dedup();
+    rooms::mark_chosen(&txn, &choosing).await?;
     txn.commit().await?;
+    stored.chose = !choosing.is_empty();
     Ok(stored)
 }
 

@@ -12,7 +12,7 @@ use entity::{membership, room, room_event, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
     DatabaseConnection, DbErr, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, RelationTrait, Select,
+    QuerySelect, QueryTrait, RelationTrait, Select, sea_query::Expr,
 };
 
 use super::{
@@ -72,10 +72,10 @@ pub async fn is_member(db: &impl ConnectionTrait, room_id: i64, user_id: i64) ->
         > 0)
 }
 
-/// The room, if `user_id` is one of its current members: `NOT_FOUND` when the
-/// room does not exist, `FORBIDDEN` when the user is not in it.
-/// Which of `users` share a current room with `viewer` (the viewer counts
-/// as sharing with themselves), in one statement.
+/// Which of `users` share a current room with `viewer` that they chose to
+/// be in (the viewer counts as sharing with themselves), in one statement:
+/// whose presence the viewer may see. Being put in a room by someone else
+/// (named in `createRoom`, sent a first direct message) shares nothing.
 pub async fn sharing(
     db: &impl ConnectionTrait,
     viewer: i64,
@@ -90,6 +90,7 @@ pub async fn sharing(
         .select_only()
         .column(membership::Column::UserId)
         .distinct()
+        .filter(membership::Column::Chosen.eq(true))
         .filter(membership::Column::UserId.is_in(users.iter().copied()))
         .filter(membership::Column::RoomId.in_subquery(viewer_rooms))
         .into_tuple()
@@ -112,6 +113,37 @@ pub async fn member_ids(db: &impl ConnectionTrait, room_id: i64) -> AppResult<Ha
         .all(db)
         .await?;
     Ok(ids.into_iter().collect())
+}
+
+/// A room's current members, each with whether they chose to be in it.
+pub async fn members_and_choice(
+    db: &impl ConnectionTrait,
+    room_id: i64,
+) -> AppResult<HashMap<i64, bool>> {
+    let rows: Vec<(i64, bool)> = current_memberships()
+        .select_only()
+        .column(membership::Column::UserId)
+        .column(membership::Column::Chosen)
+        .filter(membership::Column::RoomId.eq(room_id))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Is `user` a current member of `room` who chose to be in it?
+pub async fn chose_to_be_in(
+    db: &impl ConnectionTrait,
+    room_id: i64,
+    user_id: i64,
+) -> AppResult<bool> {
+    Ok(current_memberships()
+        .filter(membership::Column::RoomId.eq(room_id))
+        .filter(membership::Column::UserId.eq(user_id))
+        .filter(membership::Column::Chosen.eq(true))
+        .count(db)
+        .await?
+        > 0)
 }
 
 pub async fn require_member(
@@ -232,7 +264,7 @@ pub async fn create(
             e.into()
         }
     })?;
-    let added = add_members(&txn, room.id, &member_ids).await?;
+    let added = add_members(&txn, room.id, &member_ids, creator).await?;
     txn.commit().await?;
     announce_members(events, room.id, &added, true).await;
     tracing::info!(
@@ -244,11 +276,13 @@ pub async fn create(
 }
 
 /// Add current memberships, each a numbered `member_joined` event of the
-/// room, in the caller's transaction. Returns `(user, number)` pairs.
+/// room, in the caller's transaction; `chose` is the one of them who chose
+/// to be in the room (its creator), if any. Returns `(user, number)` pairs.
 async fn add_members(
     db: &impl ConnectionTrait,
     room_id: i64,
     user_ids: &[i64],
+    chose: Option<i64>,
 ) -> AppResult<Vec<(i64, i64)>> {
     if user_ids.is_empty() {
         return Ok(Vec::new());
@@ -260,6 +294,7 @@ async fn add_members(
         user_id: Set(user_id),
         joined_at: Set(joined_at),
         left_at: Set(None),
+        chosen: Set(chose == Some(user_id)),
         ..Default::default()
     }))
     .exec(db)
@@ -335,6 +370,7 @@ pub async fn join(
         user_id: Set(user_id),
         joined_at: Set(now()),
         left_at: Set(None),
+        chosen: Set(true),
         ..Default::default()
     }
     .insert(&txn)
@@ -481,25 +517,54 @@ pub async fn existing(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<HashS
     Ok(found.into_iter().collect())
 }
 
-/// The current (room, user) memberships among the given rooms and users.
+/// The current (room, user) memberships among the given rooms and users,
+/// each with whether the user chose to be in the room.
 pub async fn current_pairs(
     db: &impl ConnectionTrait,
     room_ids: &[i64],
     user_ids: &[i64],
-) -> AppResult<HashSet<(i64, i64)>> {
+) -> AppResult<HashMap<(i64, i64), bool>> {
     if room_ids.is_empty() || user_ids.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(HashMap::new());
     }
-    let pairs: Vec<(i64, i64)> = current_memberships()
+    let pairs: Vec<(i64, i64, bool)> = current_memberships()
         .select_only()
         .column(membership::Column::RoomId)
         .column(membership::Column::UserId)
+        .column(membership::Column::Chosen)
         .filter(membership::Column::RoomId.is_in(room_ids.iter().copied()))
         .filter(membership::Column::UserId.is_in(user_ids.iter().copied()))
         .into_tuple()
         .all(db)
         .await?;
-    Ok(pairs.into_iter().collect())
+    Ok(pairs
+        .into_iter()
+        .map(|(room, user, chosen)| ((room, user), chosen))
+        .collect())
+}
+
+/// These current members took part in their room (they sent a message):
+/// from now on they chose to be in it. The caller bumps the memberships'
+/// version once this commits.
+pub async fn mark_chosen(db: &impl ConnectionTrait, pairs: &[(i64, i64)]) -> AppResult<()> {
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let mut which = Condition::any();
+    for &(room, user) in pairs {
+        which = which.add(
+            Condition::all()
+                .add(membership::Column::RoomId.eq(room))
+                .add(membership::Column::UserId.eq(user)),
+        );
+    }
+    membership::Entity::update_many()
+        .col_expr(membership::Column::Chosen, Expr::value(true))
+        .filter(membership::Column::LeftAt.is_null())
+        .filter(which)
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// The direct room of two users, created with both as members if it does not
@@ -537,7 +602,8 @@ pub async fn find_or_create_direct(
     };
     match insert_unless_exists(&txn, row, room::Column::DirectKey).await {
         Ok(Some(room_id)) => {
-            let added = add_members(&txn, room_id, &[a.user.id, b.user.id]).await?;
+            // Neither chose it yet: the sender does once the message is in.
+            let added = add_members(&txn, room_id, &[a.user.id, b.user.id], None).await?;
             txn.commit().await?;
             announce_members(events, room_id, &added, true).await;
         }
@@ -580,7 +646,7 @@ async fn create_direct_with_key_name(
     };
     let mut added = Vec::new();
     if let Some(room_id) = insert_unless_exists(&txn, row, room::Column::DirectKey).await? {
-        added = add_members(&txn, room_id, &[a, b]).await?;
+        added = add_members(&txn, room_id, &[a, b], None).await?;
     }
     txn.commit().await?;
     let room = room::Entity::find()

@@ -3,9 +3,15 @@
 //! query must start a word of the text (a one-letter word must be a whole
 //! word), best matches first.
 //!
-//! PostgreSQL ranks with `ts_rank` over a generated `tsvector` column (GIN
-//! index); SQLite with FTS5's `bm25`. Both index the current text, so edits
-//! and deletes show at once. Snippets are cut here, the same way on both.
+//! PostgreSQL matches with a generated `tsvector` column (GIN index),
+//! SQLite with FTS5; both index the current text, so edits and deletes show
+//! at once. A score depends on the matched message alone, never on what
+//! else the index holds: PostgreSQL's `ts_rank` reads only the message's
+//! vector, while FTS5's `bm25` weighs words by how often they occur in
+//! every room (a stranger writing a word in a private room would move the
+//! scores a viewer sees), so SQLite scores each hit from its own text: how
+//! often each word starts a word of it, against its length. Snippets are
+//! cut here, the same way on both.
 
 use entity::message;
 use sea_orm::{
@@ -76,7 +82,7 @@ fn clause(
     viewer: i64,
     terms: &[String],
     room: Option<i64>,
-) -> (String, &'static str, &'static str, Vec<Value>) {
+) -> (String, String, &'static str, Vec<Value>) {
     // Terms are letters and digits only, so neither syntax can be broken
     // by them; they still travel as a bound value.
     let (from, matches, score, order) = match backend {
@@ -89,9 +95,13 @@ fn clause(
         _ => (
             "messages_fts JOIN messages m ON m.id = messages_fts.rowid",
             "messages_fts MATCH $1",
-            "-bm25(messages_fts)",
+            "",
             "score DESC, m.id DESC",
         ),
+    };
+    let score = match backend {
+        DatabaseBackend::Postgres => score.to_owned(),
+        _ => own_text_score(terms),
     };
     // A word of one letter matches as a whole word only: as a prefix it
     // would match most of the index.
@@ -118,6 +128,28 @@ fn clause(
         values.push(room.into());
     }
     (sql, score, order, values)
+}
+
+/// SQLite's score of a hit, from its own text only: for each word of the
+/// query, how many words of the text it starts (at least one: the hit
+/// matched), saturating, and less for a longer text (BM25's shape, with a
+/// fixed typical length in place of the corpus's). Counting sees words
+/// after a space, lowercased as SQLite lowercases (ASCII).
+fn own_text_score(terms: &[String]) -> String {
+    // Terms are letters and digits only (see `terms`): nothing to escape.
+    let text = "(' ' || lower(m.text))";
+    terms
+        .iter()
+        .map(|term| {
+            let word: String = term.chars().filter(|c| c.is_alphanumeric()).collect();
+            let starts = format!(
+                "MAX(1.0, (length({text}) - length(replace({text}, ' {word}', ''))) / {}.0)",
+                word.chars().count() + 1
+            );
+            format!("({starts} / ({starts} + 0.5 + 1.5 * length(m.text) / 100.0))")
+        })
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 /// One page of matches (`limit` from `offset`), and whether more follow.

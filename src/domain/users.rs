@@ -375,6 +375,24 @@ pub async fn exists(db: &impl ConnectionTrait, id: i64) -> AppResult<bool> {
     Ok(user::Entity::find_by_id(id).count(db).await? > 0)
 }
 
+/// Which of these users exist, in one statement (none for no ids).
+pub async fn existing(
+    db: &impl ConnectionTrait,
+    ids: &[i64],
+) -> AppResult<std::collections::HashSet<i64>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let found: Vec<i64> = user::Entity::find()
+        .select_only()
+        .column(user::Column::Id)
+        .filter(user::Column::Id.is_in(ids.iter().copied()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(found.into_iter().collect())
+}
+
 pub async fn find_by_username(
     db: &impl ConnectionTrait,
     username: &str,

@@ -24,6 +24,16 @@ pub struct ViewMessage {
     pub sender: Option<String>,
 }
 
+impl ViewMessage {
+    /// A message without its sender's name.
+    pub fn of(message: message::Model) -> Self {
+        ViewMessage {
+            message,
+            sender: None,
+        }
+    }
+}
+
 /// The newest messages of a room, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recent {

@@ -123,6 +123,10 @@ pub enum Event {
         /// When the indicator lapses unless renewed.
         expires_at: DateTime<Utc>,
     },
+    /// Some of a user's sessions ended (a token revoked, the account
+    /// deleted): every instance checks the live connections of that user
+    /// again. Carries nothing secret.
+    SessionsEnded { user_id: i64 },
     /// A user came online (a first live connection on any instance) or
     /// went offline (the last one closed, or its instance stopped beating).
     PresenceChanged {
@@ -142,7 +146,9 @@ impl Event {
             Event::ReactionChanged { room_id, .. }
             | Event::MembershipChanged { room_id, .. }
             | Event::Typing { room_id, .. } => Some(*room_id),
-            Event::TaskUpdated { .. } | Event::PresenceChanged { .. } => None,
+            Event::TaskUpdated { .. }
+            | Event::PresenceChanged { .. }
+            | Event::SessionsEnded { .. } => None,
         }
     }
 }

@@ -4,7 +4,7 @@ use async_graphql::{Context, Object, Result, ResultExt, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::{ContextExt, users::User};
-use crate::{domain::auth, identity::Identity};
+use crate::identity::Identity;
 
 /// A signed-in session: send `token` as `Authorization: Bearer <token>`.
 #[derive(SimpleObject)]
@@ -44,10 +44,11 @@ impl AuthMutation {
     }
 
     /// Revoke the bearer token this request was made with. True when a token
-    /// was revoked.
+    /// was revoked. Every live connection (websocket) that used it ends, on
+    /// every instance.
     async fn logout(&self, ctx: &Context<'_>) -> Result<bool> {
         match ctx.viewer().map(|v| v.identity()) {
-            Some(Identity::Bearer(token)) => auth::logout(ctx.db(), token).await.extend(),
+            Some(Identity::Bearer(token)) => ctx.accounts().logout(token).await.extend(),
             _ => Ok(false),
         }
     }

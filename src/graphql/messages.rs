@@ -11,7 +11,7 @@ use super::{
     loaders::{
         MentionsOf, MessageById, ReactionsOf, ReceiptsOf, ReplyCountOf, RoomById, SeenBy, UserById,
     },
-    rooms::{Room, require_member},
+    rooms::{Room, require_member, viewer_is_member},
     tasks::Task,
     users::{User, parse_id},
 };
@@ -19,16 +19,53 @@ use std::sync::Arc;
 
 use crate::domain::{messages, rooms, views::ViewMessage};
 
-/// A chat message (with its sender's name, when the room's view knew it).
+/// A chat message (with its sender's name, when the room's view knew it),
+/// and how the viewer reached it.
+///
+/// What a message shows, whichever way it was reached: its own fields
+/// always (whoever reached it may see it); what hangs off its room (the
+/// message it replies to and its replies, reactions, mentions, receipts)
+/// only to a current member of that room. A message reached through its
+/// room (a history, a search, a thread, a live stream past its gate, a
+/// write the viewer just made) was reached by a member; one reached
+/// otherwise (the result of one's own task, which outlives a leave) asks.
 #[derive(Clone, Debug)]
-pub struct Message(pub Arc<ViewMessage>);
+pub struct Message(pub Arc<ViewMessage>, pub(crate) Reach);
+
+/// How the viewer reached a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Through its room, as a current member.
+    Member,
+    /// Another way: its room's data shows only if the viewer is a member now.
+    Other,
+}
 
 impl Message {
+    /// A message reached through its room, by a current member.
     pub fn of(message: message::Model) -> Self {
-        Message(Arc::new(ViewMessage {
-            message,
-            sender: None,
-        }))
+        Message::viewed(Arc::new(ViewMessage::of(message)))
+    }
+
+    /// A message of a room's view, reached by a current member.
+    pub fn viewed(view: Arc<ViewMessage>) -> Self {
+        Message(view, Reach::Member)
+    }
+
+    /// A message reached another way than through its room.
+    pub fn reached_otherwise(message: message::Model) -> Self {
+        Message(Arc::new(ViewMessage::of(message)), Reach::Other)
+    }
+
+    /// May the viewer see what hangs off this message's room?
+    async fn room_readable(&self, ctx: &Context<'_>) -> Result<bool> {
+        if self.1 == Reach::Member {
+            return Ok(true);
+        }
+        match ctx.optional_viewer_id().await.extend()? {
+            Some(viewer) => viewer_is_member(ctx, viewer, self.0.message.room_id).await,
+            None => Ok(false),
+        }
     }
 }
 
@@ -69,6 +106,9 @@ impl Message {
     }
     /// Who has seen this message, and when (first time), oldest first.
     async fn seen_by(&self, ctx: &Context<'_>) -> Result<Vec<SeenReceipt>> {
+        if !self.room_readable(ctx).await? {
+            return Ok(Vec::new());
+        }
         Ok(load(ctx, ReceiptsOf(self.0.message.id))
             .await?
             .unwrap_or_default()
@@ -91,10 +131,18 @@ impl Message {
         let Some(parent) = self.0.message.reply_to_id else {
             return Ok(None);
         };
-        Ok(load(ctx, MessageById(parent)).await?.map(Message::of))
+        if !self.room_readable(ctx).await? {
+            return Ok(None);
+        }
+        Ok(load(ctx, MessageById(parent))
+            .await?
+            .map(|parent| Message(Arc::new(ViewMessage::of(parent)), self.1)))
     }
     /// How many messages reply to this one (`Room.thread` lists them).
     async fn reply_count(&self, ctx: &Context<'_>) -> Result<i32> {
+        if !self.room_readable(ctx).await? {
+            return Ok(0);
+        }
         let count = load(ctx, ReplyCountOf(self.0.message.id))
             .await?
             .unwrap_or(0);
@@ -102,6 +150,9 @@ impl Message {
     }
     /// The reactions: one entry per emoji, the earliest first.
     async fn reactions(&self, ctx: &Context<'_>) -> Result<Vec<Reaction>> {
+        if !self.room_readable(ctx).await? {
+            return Ok(Vec::new());
+        }
         let viewer = ctx.optional_viewer_id().await.extend()?.unwrap_or(0);
         let key = ReactionsOf {
             viewer,
@@ -120,6 +171,9 @@ impl Message {
     }
     /// The room's members this message mentions (`@username`), by id.
     async fn mentions(&self, ctx: &Context<'_>) -> Result<Vec<User>> {
+        if !self.room_readable(ctx).await? {
+            return Ok(Vec::new());
+        }
         let ids = load(ctx, MentionsOf(self.0.message.id))
             .await?
             .unwrap_or_default();
@@ -136,6 +190,9 @@ impl Message {
         let Some(viewer) = ctx.optional_viewer_id().await.extend()? else {
             return Ok(false);
         };
+        if !self.room_readable(ctx).await? {
+            return Ok(false);
+        }
         let ids = load(ctx, MentionsOf(self.0.message.id))
             .await?
             .unwrap_or_default();

@@ -39,6 +39,7 @@ use crate::{
     ratelimit::Throttle,
     readmodel::RoomViews,
     sends::Sends,
+    service::permissions::Permissions,
     typing::Typing,
 };
 
@@ -98,6 +99,7 @@ pub struct Services {
     pub typing: Arc<Typing>,
     pub presence: Arc<Presence>,
     pub throttle: Arc<Throttle>,
+    pub permissions: Arc<Permissions>,
 }
 
 /// The executable schema, with its limits and services.
@@ -110,6 +112,7 @@ pub fn build(config: &Config, db: DatabaseConnection, services: Services) -> Cha
         .data(services.typing)
         .data(services.presence)
         .data(services.throttle)
+        .data(services.permissions)
         .data(SubscriptionSettings {
             recheck: config.unread_recheck(),
         })
@@ -462,6 +465,7 @@ pub(crate) trait ContextExt {
     fn events(&self) -> &Arc<dyn EventBus>;
     fn typing(&self) -> &Arc<Typing>;
     fn throttle(&self) -> &Throttle;
+    fn permissions(&self) -> &Arc<Permissions>;
     fn known_users(&self) -> &KnownUsers;
     fn viewer(&self) -> Option<&Viewer>;
     /// The viewer's user id; `UNAUTHENTICATED` when there is none.
@@ -506,6 +510,10 @@ impl ContextExt for Context<'_> {
 
     fn throttle(&self) -> &Throttle {
         self.data_unchecked::<Arc<Throttle>>()
+    }
+
+    fn permissions(&self) -> &Arc<Permissions> {
+        self.data_unchecked::<Arc<Permissions>>()
     }
 
     fn known_users(&self) -> &KnownUsers {

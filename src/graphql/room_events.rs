@@ -7,9 +7,16 @@
 //! contiguous, from the database whenever a number is missing (a lost
 //! Redis event, a lag), and after `after` when a client resumes. Typing
 //! and presence are live only: they are not numbered and not replayed.
+//!
+//! Who gets what: numbered events go out in order, so the viewer's own
+//! leave is delivered before anything numbered after it, and ends the
+//! stream (a leave followed by a re-join, met in a replay, is history and
+//! does not). Typing and presence pass the viewer's [`Gate`] when they go
+//! out: only while the viewer is a member, and presence only of members who
+//! chose to be in the room.
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
     time::Duration,
 };
 
@@ -36,6 +43,7 @@ use crate::{
     },
     error::{AppError, AppResult},
     events::Event,
+    service::permissions::Gate,
 };
 
 /// Most stored events one database read delivers.
@@ -202,13 +210,15 @@ struct RoomEventStream {
     db: DatabaseConnection,
     room: i64,
     viewer: i64,
+    gate: Gate,
     /// Every stored event numbered up to here was delivered.
     delivered: i64,
     pending: VecDeque<RoomEvent>,
     events: broadcast::Receiver<Event>,
     ticker: tokio::time::Interval,
-    /// Current members, by id, for presence.
-    members: Vec<i64>,
+    /// The viewer's own leaves (by number) met in a replay and followed by
+    /// a re-join: history, not the end of the stream.
+    rejoined_after: HashSet<i64>,
     /// Numbered events that arrived before a lower number, waiting a
     /// moment for it (publishers announce in their own time) before the
     /// database is read.
@@ -229,7 +239,10 @@ impl RoomEventStream {
     async fn next(mut self) -> Option<(RoomEvent, Self)> {
         loop {
             if let Some(event) = self.pending.pop_front() {
-                return Some((event, self));
+                if self.passes(&event).await {
+                    return Some((event, self));
+                }
+                continue;
             }
             if self.ended {
                 return None;
@@ -251,6 +264,19 @@ impl RoomEventStream {
                     self.behind = false;
                 }
             }
+        }
+    }
+
+    /// May this event go out now? Numbered events are the room's history
+    /// up to the viewer's leave (the order sees to that); live-only ones
+    /// pass the gate when they go out.
+    async fn passes(&self, event: &RoomEvent) -> bool {
+        match event {
+            RoomEvent::Typing(_) => self.gate.may_read(self.room).await,
+            RoomEvent::PresenceChanged(changed) => {
+                self.gate.sees_presence_in(self.room, changed.user_id).await
+            }
+            _ => true,
         }
     }
 
@@ -296,7 +322,8 @@ impl RoomEventStream {
                 online,
                 last_seen_at,
             } => {
-                if user_id != self.viewer && self.members.binary_search(&user_id).is_ok() {
+                // Whether it concerns this room is asked when it goes out.
+                if user_id != self.viewer {
                     self.pending
                         .push_back(RoomEvent::PresenceChanged(PresenceChangedEvent {
                             presence: UserPresence {
@@ -342,7 +369,7 @@ impl RoomEventStream {
                 seq,
                 ..
             } => self.numbered(seq, || member(seq, Some(user_id), joined)),
-            Event::TaskUpdated { .. } => false,
+            Event::TaskUpdated { .. } | Event::SessionsEnded { .. } => false,
         }
     }
 
@@ -387,22 +414,12 @@ impl RoomEventStream {
                     self.pending.push_back(stop(sender));
                 }
             }
-            RoomEvent::MemberJoined(joined) => {
-                if let Some(user) = joined.user_id
-                    && let Err(at) = self.members.binary_search(&user)
-                {
-                    self.members.insert(at, user);
-                }
-            }
             RoomEvent::MemberLeft(left) => {
                 if let Some(user) = left.user_id {
-                    if let Ok(at) = self.members.binary_search(&user) {
-                        self.members.remove(at);
-                    }
                     if self.typing.remove(&user).is_some() {
                         self.pending.push_back(stop(user));
                     }
-                    if user == self.viewer {
+                    if user == self.viewer && !self.rejoined_after.remove(&seq) {
                         self.ended = true;
                     }
                 }
@@ -446,6 +463,7 @@ impl RoomEventStream {
         let read = log::since(&self.db, self.room, self.delivered, CATCH_UP_BATCH).await?;
         self.behind = read.more;
         let logged = read.entries;
+        self.note_rejoins(&logged).await;
         let changed: Vec<i64> = logged
             .iter()
             .filter_map(|entry| match entry {
@@ -480,13 +498,43 @@ impl RoomEventStream {
             self.gap_since = None;
         }
         // Left without an event reaching us (the room is gone, say).
-        if !self.behind
-            && !self.ended
-            && !rooms::is_member(&self.db, self.room, self.viewer).await?
-        {
+        if !self.behind && !self.ended && !self.gate.may_read(self.room).await {
             self.ended = true;
         }
         Ok(())
+    }
+
+    /// Which of the viewer's leaves in a replayed batch were followed by a
+    /// re-join: one later in the batch, or (for the last leave) one the
+    /// viewer's current membership shows.
+    async fn note_rejoins(&mut self, logged: &[Logged]) {
+        let mine = |entry: &Logged, kind: Kind| match entry {
+            Logged::Event(e) => {
+                e.user_id == Some(self.viewer) && Kind::parse(&e.kind) == Some(kind)
+            }
+            Logged::Message(_) => false,
+        };
+        let leaves: Vec<i64> = logged
+            .iter()
+            .filter(|e| mine(e, Kind::MemberLeft))
+            .map(Logged::seq)
+            .collect();
+        let Some(&last_leave) = leaves.last() else {
+            return;
+        };
+        let last_join = logged
+            .iter()
+            .filter(|e| mine(e, Kind::MemberJoined))
+            .map(Logged::seq)
+            .max();
+        for &leave in &leaves {
+            if last_join.is_some_and(|join| join > leave) {
+                self.rejoined_after.insert(leave);
+            }
+        }
+        if !self.rejoined_after.contains(&last_leave) && self.gate.may_read(self.room).await {
+            self.rejoined_after.insert(last_leave);
+        }
     }
 }
 
@@ -601,12 +649,6 @@ impl RoomEventSubscription {
             }
             None => latest,
         };
-        let mut members: Vec<i64> = rooms::member_ids(&db, room)
-            .await
-            .extend()?
-            .into_iter()
-            .collect();
-        members.sort_unstable();
         let settings = *ctx.data_unchecked::<SubscriptionSettings>();
         let mut ticker = tokio::time::interval(settings.recheck);
         ticker.reset();
@@ -618,7 +660,8 @@ impl RoomEventSubscription {
             pending: VecDeque::new(),
             events,
             ticker,
-            members,
+            gate: ctx.permissions().gate(viewer),
+            rejoined_after: HashSet::new(),
             early: BTreeMap::new(),
             gap_since: None,
             typing: ctx

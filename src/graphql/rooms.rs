@@ -156,7 +156,7 @@ impl Room {
             page_in_memory(&recent.messages, |m| m.message.id, recent.complete, request)
         });
         let page = match from_view {
-            Some(page) => page.map(Message),
+            Some(page) => page.map(Message::viewed),
             None => load(ctx, MessagesOf(self.0.id, request))
                 .await?
                 .map(|page| page.map(Message::of))

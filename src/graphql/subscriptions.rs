@@ -4,6 +4,12 @@
 //! so pushing costs no query) and re-reads the database periodically and
 //! whenever it lagged behind the bus, so a dropped event delays a message but
 //! never loses it; what was already delivered is never sent twice.
+//!
+//! Whatever a stream got, from the bus or a re-read, it delivers only
+//! through the viewer's [`Gate`]: a message of a room goes out only while
+//! the viewer may read that room, at the moment it goes out. A viewer who
+//! left (or was removed) gets nothing more of the room, even from a stream
+//! that lagged past the event that said so.
 
 use std::{
     collections::{BTreeSet, HashSet, VecDeque},
@@ -27,6 +33,7 @@ use crate::{
     domain::{messages, pagination, rooms, tasks},
     error::AppError,
     events::Event,
+    service::permissions::Gate,
 };
 
 /// How often live subscriptions re-read the database, and other settings.
@@ -102,6 +109,7 @@ impl Delivered {
 struct UnreadState {
     db: DatabaseConnection,
     viewer: i64,
+    gate: Gate,
     delivered: Delivered,
     rooms: HashSet<i64>,
 }
@@ -154,6 +162,10 @@ impl UnreadStream {
     async fn next(mut self) -> Option<(Message, Self)> {
         loop {
             if let Some(message) = self.pending.pop_front() {
+                // Left its room since it was read: not for this viewer.
+                if !self.state.gate.may_read(message.room_id).await {
+                    continue;
+                }
                 return Some((Message::of(message), self));
             }
             let recheck = self.behind
@@ -202,7 +214,7 @@ fn ticker(period: Duration) -> tokio::time::Interval {
 struct RoomStream {
     db: DatabaseConnection,
     room: i64,
-    viewer: i64,
+    gate: Gate,
     delivered: Delivered,
     pending: VecDeque<entity::message::Model>,
     events: broadcast::Receiver<Event>,
@@ -253,6 +265,11 @@ impl RoomStream {
     async fn next(mut self) -> Option<(Message, Self)> {
         loop {
             if let Some(message) = self.pending.pop_front() {
+                // The viewer left (or was removed): the stream ends, with
+                // nothing of the room after that.
+                if !self.gate.may_read(self.room).await {
+                    return None;
+                }
                 return Some((Message::of(message), self));
             }
             let recheck = self.resume.is_some()
@@ -272,20 +289,23 @@ impl RoomStream {
                     }
                     Wake::Event(Event::MembershipChanged {
                         room_id, user_id, ..
-                    }) if room_id == self.room && user_id == self.viewer => {
+                    }) if room_id == self.room && user_id == self.gate.viewer() => {
                         // Left (or the room is gone): the stream ends.
-                        if !Box::pin(rooms::is_member(&self.db, self.room, self.viewer))
-                            .await
-                            .unwrap_or(false)
-                        {
+                        if !self.gate.may_read(self.room).await {
                             return None;
                         }
                         false
                     }
                     Wake::Event(_) => false,
-                    // Fell behind the bus, or time for the periodic re-read
-                    // (the bus may have dropped events).
-                    Wake::Lagged | Wake::Tick => true,
+                    // Fell behind the bus (the viewer's own leave may be
+                    // among what was missed), or time for the periodic
+                    // re-read (the bus may have dropped events).
+                    Wake::Lagged | Wake::Tick => {
+                        if !self.gate.may_read(self.room).await {
+                            return None;
+                        }
+                        true
+                    }
                     Wake::Closed => return None,
                 };
             if recheck {
@@ -320,6 +340,7 @@ impl MessageSubscription {
         let mut state = UnreadState {
             db,
             viewer,
+            gate: ctx.permissions().gate(viewer),
             delivered: Delivered::above(floor),
             rooms: HashSet::new(),
         };
@@ -352,7 +373,7 @@ impl MessageSubscription {
         let stream = RoomStream {
             db,
             room,
-            viewer,
+            gate: ctx.permissions().gate(viewer),
             delivered: Delivered::above(floor),
             pending: VecDeque::new(),
             events,

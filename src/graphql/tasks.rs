@@ -72,12 +72,17 @@ impl Task {
     async fn finished_at(&self) -> Option<DateTime<Utc>> {
         self.0.finished_at
     }
-    /// The stored message, once a send task has succeeded.
+    /// The stored message, once a send task has succeeded. It is the
+    /// viewer's own, so it shows even after they left its room; what hangs
+    /// off the room (replies, reactions, receipts) shows only while they
+    /// are a member.
     async fn result(&self, ctx: &Context<'_>) -> Result<Option<Message>> {
         let Some(id) = tasks::result_message_id(&self.0) else {
             return Ok(None);
         };
-        Ok(load(ctx, MessageById(id)).await?.map(Message::of))
+        Ok(load(ctx, MessageById(id))
+            .await?
+            .map(Message::reached_otherwise))
     }
     async fn error(&self) -> Option<TaskError> {
         tasks::failure(&self.0).map(|(kind, message)| TaskError { kind, message })

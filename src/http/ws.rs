@@ -2,13 +2,15 @@
 //! subprotocols: `graphql-transport-ws` (followed to the letter, close codes
 //! included) and the older `graphql-ws` (subscriptions-transport-ws).
 //!
-//! A connection is one task: it reads client messages, polls the streams of
-//! its running operations, and writes their results. An operation's next
-//! result is only taken while the socket accepts writes, so a client that
-//! stops reading holds nothing but its own connection (its subscriptions
-//! fall behind the event bus and later catch up from the database), and one
-//! that takes no message for `WS_SEND_TIMEOUT_SECS` is dropped. Nothing a slow
-//! client does ever blocks other clients or the senders of messages.
+//! A connection is one task: it reads client messages, takes the results of
+//! its running operations, and writes them. Each operation runs in a task of
+//! its own, at most one result ahead ([`crate::graphql::Running`]), and its
+//! next result is only taken while the socket accepts writes: a client that
+//! stops reading holds nothing but its own connection and one result per
+//! operation (never a database connection; its subscriptions fall behind the
+//! event bus and later catch up from the database), and one that takes no
+//! message for `WS_SEND_TIMEOUT_SECS` is dropped. Nothing a slow client does
+//! ever blocks other clients or the senders of messages.
 
 use std::{
     collections::VecDeque,
@@ -23,7 +25,7 @@ use serde_json::{Value, json};
 use tokio::time::Sleep;
 
 use super::ClientIp;
-use crate::{app::AppState, identity::Identity, presence::PresenceGuard};
+use crate::{app::AppState, identity::Identity, presence::PresenceGuard, service::sessions};
 
 pub const TRANSPORT_WS: &str = "graphql-transport-ws";
 pub const LEGACY_WS: &str = "graphql-ws";
@@ -95,6 +97,7 @@ pub async fn serve(
         viewer: None,
         user: None,
         presence: None,
+        session: None,
         operations: Vec::new(),
         next_operation: 0,
         queue: VecDeque::new(),
@@ -137,6 +140,8 @@ enum Step {
     Result(usize, Option<async_graphql::Response>),
     /// The init deadline (before `connection_init`) or the keep-alive.
     Timer,
+    /// The viewer's session ended.
+    SessionEnded,
     /// The client is gone or took nothing for the send timeout.
     WriteFailed,
 }
@@ -156,6 +161,9 @@ struct Session {
     user: Option<i64>,
     /// Held while the connection is live: the viewer is online.
     presence: Option<PresenceGuard>,
+    /// The viewer's live session: the connection ends with it (a revoked
+    /// or expired token, a deleted account).
+    session: Option<sessions::Session>,
     operations: Vec<Operation>,
     /// Where the next round of polling operations starts, so a busy
     /// operation cannot starve the others.
@@ -186,6 +194,14 @@ impl Session {
                     true
                 }
                 Step::Timer => self.timer_fired(),
+                Step::SessionEnded => {
+                    // Nothing more goes out for this identity: what was
+                    // queued is dropped, then the close.
+                    self.queue.clear();
+                    self.operations.clear();
+                    self.close(4401, "Unauthorized: the session ended");
+                    false
+                }
             };
             if !go_on {
                 break;
@@ -239,6 +255,11 @@ impl Session {
                 false
             }
         };
+        if let Some(session) = self.session.as_mut()
+            && Pin::new(&mut session.ended).poll(cx).is_ready()
+        {
+            return Poll::Ready(Step::SessionEnded);
+        }
         // A client that does not read its answers is not read from either.
         if self.queue.len() < QUEUE_LIMIT
             && let Poll::Ready(incoming) = self.socket.poll_next_unpin(cx)
@@ -435,12 +456,15 @@ impl Session {
         let identity = identity_of(&self.state, payload.unwrap_or(&Value::Null), &self.upgrade);
         let accepted = match &identity {
             Identity::Anonymous => true,
-            other => match other
-                .require(&self.state.db, self.state.accounts.known_users())
+            other => match self
+                .state
+                .sessions
+                .open(other, self.state.accounts.known_users())
                 .await
             {
-                Ok(user) => {
+                Ok((user, session)) => {
                     self.user = Some(user);
+                    self.session = Some(session);
                     self.presence = Some(self.state.presence.connected(user));
                     true
                 }

@@ -8,7 +8,7 @@
 //!
 //! Where the counters live decides who sees them:
 //! - **Redis** (scaled out): a bump is one `INCRBY` per counter in one
-//!   script. The watched counters (users, names, memberships) are heard
+//!   script. The watched counters (users, names, memberships, sessions) are heard
 //!   over pub/sub and trusted under a lease whose holders every writer
 //!   waits for (`trust`), so a user-list read asks Redis nothing; a
 //!   room's counters are asked for with one `MGET` (batched across
@@ -44,6 +44,9 @@ pub enum Key {
     Names,
     /// Every membership of every room.
     Memberships,
+    /// Sign-in sessions: bumped when tokens are revoked or accounts
+    /// deleted, so every instance checks its live connections again.
+    Sessions,
     /// One room: its name, members and messages.
     Room(i64),
 }
@@ -54,6 +57,7 @@ impl fmt::Display for Key {
             Key::Users => f.write_str("users"),
             Key::Names => f.write_str("names"),
             Key::Memberships => f.write_str("memberships"),
+            Key::Sessions => f.write_str("sessions"),
             Key::Room(id) => write!(f, "room:{id}"),
         }
     }
@@ -71,6 +75,7 @@ impl Key {
             "users" => Some(Key::Users),
             "names" => Some(Key::Names),
             "memberships" => Some(Key::Memberships),
+            "sessions" => Some(Key::Sessions),
             other => other.strip_prefix("room:")?.parse().ok().map(Key::Room),
         }
     }
@@ -338,7 +343,13 @@ mod tests {
 
     #[test]
     fn keys_read_back() {
-        for key in [Key::Users, Key::Names, Key::Memberships, Key::Room(42)] {
+        for key in [
+            Key::Users,
+            Key::Names,
+            Key::Memberships,
+            Key::Sessions,
+            Key::Room(42),
+        ] {
             assert_eq!(Key::parse(&key.to_string()), Some(key));
         }
         assert_eq!(Key::parse("room:x"), None);

@@ -1,6 +1,7 @@
 //! Versions this instance may use without asking Redis: the watched
-//! counters (users, names, memberships: written rarely, read on every
-//! user-list request), kept current from the bumps it hears, under a lease.
+//! counters (users, names, memberships, sessions: written rarely, read on
+//! every user-list request and by every live stream), kept current from the
+//! bumps it hears, under a lease.
 //!
 //! Hearing is not enough by itself: a listener may read a publish after the
 //! writer has answered. So every bump of a watched counter takes a sequence
@@ -54,7 +55,7 @@ use super::{
 pub(super) const DEFAULT_LEASE: Duration = Duration::from_millis(1_500);
 
 /// The watched counters, in the order the snapshot reads them.
-const WATCHED: [Key; 3] = [Key::Users, Key::Names, Key::Memberships];
+const WATCHED: [Key; 4] = [Key::Users, Key::Names, Key::Memberships, Key::Sessions];
 
 /// `KEYS`: the epoch, the sequence, the fresh-epoch marker, the watched
 /// counters. `ARGV`: a random epoch, a random counter seed, the lease

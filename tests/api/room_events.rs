@@ -271,7 +271,9 @@ async fn a_far_resume_gets_the_whole_backlog(app: TestApp) {
 
 /// `Room.typing` and `User.presence`, read with queries.
 async fn typing_and_presence_in_queries(app: TestApp) {
-    let room = app.create_room(1, "q", &["user_2"]).await;
+    // user_2 joins by choice: their presence shows through this room.
+    let room = app.create_room(1, "q", &[]).await;
+    mutate(&app, 2, JOIN, json!({"r": room})).await;
     let read = "query($r: ID!) { room(id: $r) { typing { username } }
         user(id: 2) { presence { online lastSeenAt } } }";
     let data = mutate(&app, 1, read, json!({"r": room})).await;
@@ -364,7 +366,9 @@ async fn across_gateways(backend: Backend) {
         return;
     }
     let b = start(a.config.clone(), a.backend, None).await;
-    let room = a.create_room(1, "both", &["user_2", "user_3"]).await;
+    let room = a.create_room(1, "both", &["user_2"]).await;
+    // user_3 joins by choice: their presence shows through this room.
+    mutate(&a, 3, JOIN, json!({"r": room})).await;
     let mut on_b = subscribe(&b, 2, room, None).await;
 
     let id = send(&a, 1, room, "from A").await;
