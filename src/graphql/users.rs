@@ -195,8 +195,9 @@ impl User {
     }
 
     /// Is the user connected now (a live websocket on any instance)? Not
-    /// the status they chose, which `profile` shows. Only for the user
-    /// and those who share a room with them; null for anyone else.
+    /// the status they chose, which `profile` shows. Only for the user and
+    /// the members of rooms the user chose to be in (created, joined, or
+    /// wrote in); null for anyone else.
     async fn presence(&self, ctx: &Context<'_>) -> Result<Option<UserPresence>> {
         let Some(viewer) = ctx.optional_viewer_id().await.extend()? else {
             return Ok(None);

@@ -32,9 +32,15 @@ fn free_port() -> u16 {
 }
 
 async fn gateway() -> Gateway {
+    gateway_with(&[], Stdio::inherit()).await
+}
+
+/// A gateway with extra settings, its log going to `log`.
+async fn gateway_with(envs: &[(&str, &str)], log: Stdio) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_chat-gateway"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chat-gateway"));
+    command
         .arg("serve")
         .env(
             "DATABASE_URL",
@@ -45,9 +51,11 @@ async fn gateway() -> Gateway {
         .env_remove("REDIS_URL")
         .env_remove("FAKTORY_URL")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the gateway starts");
+        .stderr(log);
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let child = command.spawn().expect("the gateway starts");
     let gateway = Gateway {
         child,
         base: format!("http://127.0.0.1:{port}"),
@@ -68,12 +76,18 @@ async fn gateway() -> Gateway {
 
 /// Resident memory of the process, in KiB.
 fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A memory figure of the process's status (`VmRSS:`, `VmHWM:` for the
+/// peak), in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kib| kib.parse().ok())
         })
@@ -314,4 +328,144 @@ async fn hostile_documents_are_refused_cleanly() {
         .await
         .unwrap();
     assert_eq!(answer["data"]["viewer"]["username"], "user_1");
+}
+
+/// A hundred sign-ups at once, from nobody: password hashing runs a few at
+/// a time, so memory stays bounded (each hash takes about 19 MiB); those
+/// past the queue are refused with RATE_LIMITED at once, never a 500; and
+/// the service answers meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_up_flood_stays_bounded() {
+    let gateway = gateway().await;
+    let pid = gateway.child.id();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let graphql = format!("{}/graphql", gateway.base);
+    let peak_before = status_kib(pid, "VmHWM:");
+    let mut requests = Vec::new();
+    for n in 0..100 {
+        let request = client.post(&graphql).json(&json!({
+            "query": "mutation($u: String!) { createUser(input: {username: $u, password: \"S3cret-pass!\"}) { id } }",
+            "variables": {"u": format!("flood_{n}")},
+        }));
+        requests.push(tokio::spawn(async move {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            Ok::<_, reqwest::Error>((status, response.json::<Value>().await?))
+        }));
+    }
+    let alive = client
+        .get(format!("{}/healthz", gateway.base))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(alive.is_ok_and(|r| r.status().is_success()));
+    let (mut created, mut refused) = (0, 0);
+    for request in requests {
+        let (status, body) = request.await.unwrap().unwrap();
+        match body["errors"][0]["extensions"]["code"].as_str() {
+            None => {
+                assert_eq!(status, 200, "{body}");
+                created += 1;
+            }
+            Some("RATE_LIMITED") => {
+                assert_eq!(status, 429, "{body}");
+                assert!(body["errors"][0]["extensions"]["retryAfter"].as_u64() >= Some(1));
+                refused += 1;
+            }
+            Some(other) => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(created + refused, 100);
+    assert!(created > 0);
+    let grown = status_kib(pid, "VmHWM:").saturating_sub(peak_before);
+    assert!(
+        grown < 200 * 1024,
+        "peak RSS grew by {} MiB for 100 sign-ups",
+        grown / 1024
+    );
+}
+
+/// A long message with wide white space before the searched word: the
+/// search answers, and nothing of the message reaches the log, not even
+/// from a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_over_wide_white_space_answers_and_logs_no_text() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let gateway = gateway_with(
+        &[("RUST_LOG", "info"), ("NO_COLOR", "1")],
+        Stdio::from(log.reopen().unwrap()),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let graphql = format!("{}/graphql", gateway.base);
+    let ask = |query: &str, variables: Value| {
+        client
+            .post(&graphql)
+            .header("x-user-id", "1")
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+    };
+    let created: Value = ask(
+        "mutation { createRoom(name: \"fr\", memberUsernames: []) { id } }",
+        json!({}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let room = created["data"]["createRoom"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let text = format!("{}nbsptarget", "secretword\u{a0}".repeat(20));
+    let task: Value = ask(
+        "mutation($r: ID!, $t: String!) { sendGroupMessage(roomId: $r, text: $t) { id } }",
+        json!({"r": room, "t": text}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let task = task["data"]["sendGroupMessage"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let state: Value = ask(
+            "query($id: ID!) { task(id: $id) { state } }",
+            json!({"id": task}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        if state["data"]["task"]["state"] == "SUCCESS" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{state}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = ask(
+        "{ searchMessages(query: \"nbsptarget\") { edges { snippet } } }",
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let answer: Value = response.json().await.unwrap();
+    let snippet = answer["data"]["searchMessages"]["edges"][0]["snippet"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert!(snippet.ends_with("<mark>nbsptarget</mark>"), "{snippet}");
+    drop(gateway);
+    let logged = std::fs::read_to_string(log.path()).unwrap();
+    assert!(!logged.contains("panicked"), "{logged}");
+    assert!(!logged.contains("secretword"), "{logged}");
 }

@@ -19,6 +19,38 @@ pub enum Backend {
     Postgres,
 }
 
+/// What a test's database lives in: its SQLite file's directory (removed
+/// with it), or its own PostgreSQL database, dropped when this is.
+pub enum TestDb {
+    Dir(#[allow(dead_code)] TempDir),
+    Postgres { admin: String, name: String },
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let TestDb::Postgres { admin, name } = self else {
+            return;
+        };
+        let (admin, name) = (admin.clone(), name.clone());
+        // A runtime of its own, on a thread of its own: this may run inside
+        // the test's runtime. FORCE ends what is still connected.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let db = Database::connect(&admin).await.ok()?;
+                let _ = db
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await;
+                db.close().await.ok()
+            })
+        })
+        .join();
+    }
+}
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
@@ -28,7 +60,7 @@ pub struct TestApp {
     pub jobs: chat_gateway::jobs::Jobs,
     pub config: Config,
     pub backend: Backend,
-    dir: Option<TempDir>,
+    dir: Option<TestDb>,
     shutdown: oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -45,8 +77,9 @@ fn postgres_base_url() -> Option<String> {
     }
 }
 
-/// Create an empty, uniquely named database next to the one in `base`.
-pub async fn fresh_postgres_database(base: &str) -> String {
+/// Create an empty, uniquely named database next to the one in `base`;
+/// its URL, and what drops it when the test is done.
+pub async fn fresh_postgres_database(base: &str) -> (String, TestDb) {
     let name = format!("chat_test_{}", uuid::Uuid::new_v4().simple());
     let admin = Database::connect(base)
         .await
@@ -58,7 +91,13 @@ pub async fn fresh_postgres_database(base: &str) -> String {
     admin.close().await.ok();
     let mut url = url::Url::parse(base).expect("TEST_DATABASE_URL is a URL");
     url.set_path(&name);
-    url.to_string()
+    (
+        url.to_string(),
+        TestDb::Postgres {
+            admin: base.to_owned(),
+            name,
+        },
+    )
 }
 
 /// A configuration for a test app on `database_url`, on an ephemeral port.
@@ -79,16 +118,17 @@ pub fn test_config(database_url: String) -> Config {
 
 /// A database of the given backend for one test: `None` when the backend is
 /// not configured on this machine.
-pub async fn test_database(backend: Backend) -> Option<(String, Option<TempDir>)> {
+pub async fn test_database(backend: Backend) -> Option<(String, Option<TestDb>)> {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
             let url = format!("sqlite://{}?mode=rwc", dir.path().join("chat.db").display());
-            Some((url, Some(dir)))
+            Some((url, Some(TestDb::Dir(dir))))
         }
         Backend::Postgres => {
             let base = postgres_base_url()?;
-            Some((fresh_postgres_database(&base).await, None))
+            let (url, db) = fresh_postgres_database(&base).await;
+            Some((url, Some(db)))
         }
     }
 }
@@ -103,7 +143,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
 
 /// Start an app on an existing configuration (a second instance on the same
 /// database, a restart).
-pub async fn start(config: Config, backend: Backend, dir: Option<TempDir>) -> TestApp {
+pub async fn start(config: Config, backend: Backend, dir: Option<TestDb>) -> TestApp {
     let application = Application::build(config.clone())
         .await
         .unwrap_or_else(|e| panic!("application failed to start: {e}"));
@@ -137,16 +177,19 @@ pub async fn start(config: Config, backend: Backend, dir: Option<TempDir>) -> Te
 impl TestApp {
     /// Shut the app down gracefully, keeping its database; returns what a
     /// restart needs.
-    pub async fn stop(self) -> (Config, Backend, Option<TempDir>) {
+    pub async fn stop(self) -> (Config, Backend, Option<TestDb>) {
         let _ = self.shutdown.send(());
         let _ = self.server.await;
         (self.config, self.backend, self.dir)
     }
 
     /// Stop the app's own loops at once, as a crash would: no graceful
-    /// close, no cleanup (its open connections are left hanging).
-    pub fn kill(self) {
+    /// close, no cleanup (its open connections are left hanging). Returns
+    /// its database's keeper: other instances may still use it.
+    #[must_use]
+    pub fn kill(self) -> Option<TestDb> {
         self.server.abort();
+        self.dir
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -413,7 +413,7 @@ async fn across_gateways(backend: Backend) {
         d["user"]["presence"]["online"] == true
     })
     .await;
-    a.kill();
+    let _database = a.kill();
     let offline = next_event(&mut on_b).await;
     assert_eq!(offline["__typename"], "PresenceChangedEvent", "{offline}");
     assert_eq!(offline["presence"]["online"], false);

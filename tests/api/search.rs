@@ -157,7 +157,91 @@ async fn bad_searches_are_clear(app: TestApp) {
     }
 }
 
+/// White space wider than a byte before a match (U+00A0 before French
+/// punctuation, U+3000) in a long message: the snippet is cut after it,
+/// over HTTP and over a websocket, whose other operations live on.
+async fn wide_white_space_before_a_match(app: TestApp) {
+    let room = app.create_room(1, "francais", &["user_2"]).await;
+    let texts = [
+        format!("{}nbsptarget", "w\u{a0}".repeat(100)),
+        format!("{}nbsptarget fin", "mot\u{3000}".repeat(60)),
+        format!(
+            "{}Qui vient\u{202f}? nbsptarget\u{a0}: oui",
+            "bla\u{a0}".repeat(60)
+        ),
+    ];
+    for text in &texts {
+        app.store_message(room, 2, text).await;
+    }
+    let data = search(&app, 1, json!({"q": "nbsptarget"})).await;
+    let snippets: Vec<&str> = data["searchMessages"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["snippet"].as_str().unwrap())
+        .collect();
+    assert_eq!(snippets.len(), 3, "{data}");
+    assert!(
+        snippets
+            .iter()
+            .all(|s| s.contains("<mark>nbsptarget</mark>")),
+        "{snippets:?}"
+    );
+
+    let mut socket = crate::ws::Socket::connect(&app, "graphql-transport-ws").await;
+    socket.init(json!({"userId": 1})).await;
+    socket
+        .subscribe(
+            "typing",
+            "subscription($r: ID!) { roomMessages(roomId: $r) { text } }",
+            json!({"r": room}),
+        )
+        .await;
+    socket
+        .subscribe("search", SEARCH, json!({"q": "nbsptarget"}))
+        .await;
+    let answer = socket.next().await;
+    assert_eq!(answer["type"], "next", "{answer}");
+    assert_eq!(
+        answer["payload"]["data"]["searchMessages"]["totalCount"], 3,
+        "{answer}"
+    );
+    assert_eq!(socket.next().await["type"], "complete");
+    // The socket and its other operation live on.
+    app.store_message(room, 2, "still here").await;
+    let next = socket.next().await;
+    assert_eq!(
+        next["payload"]["data"]["roomMessages"]["text"], "still here",
+        "{next}"
+    );
+}
+
+/// A viewer's scores depend on what they may read, nothing else: another
+/// user writing the word many times in a room of their own moves nothing.
+async fn scores_ignore_rooms_the_viewer_cannot_read(app: TestApp) {
+    let room = app.create_room(1, "mine", &[]).await;
+    app.store_message(room, 1, "one uniqueword in my room")
+        .await;
+    let score = |data: &Value| {
+        data["searchMessages"]["edges"][0]["score"]
+            .as_f64()
+            .unwrap()
+    };
+    let before = score(&search(&app, 1, json!({"q": "uniqueword"})).await);
+    let private = app.create_room(9, "theirs", &[]).await;
+    for _ in 0..5 {
+        app.store_message(private, 9, &"uniqueword ".repeat(20))
+            .await;
+    }
+    app.store_message(private, 9, "uniquewordy other").await;
+    let after = search(&app, 1, json!({"q": "uniqueword"})).await;
+    assert_eq!(after["searchMessages"]["totalCount"], 1, "{after}");
+    assert_eq!(score(&after), before, "{after}");
+}
+
 crate::scenarios!(
     search_finds_what_the_viewer_can_read,
-    bad_searches_are_clear
+    bad_searches_are_clear,
+    wide_white_space_before_a_match,
+    scores_ignore_rooms_the_viewer_cannot_read,
 );

@@ -522,6 +522,72 @@ mod stalled {
     use super::*;
 }
 
+/// Clients that start many reads over a websocket (replays, searches) and
+/// never read the answers hold no database connection: the pool stays free
+/// for everyone else (a bystander's queries and sends all succeed),
+/// whatever those reads were doing when their sockets filled.
+async fn stalled_readers_hold_no_database_connection(app: TestApp) {
+    use futures::StreamExt;
+    let room = app.create_room(1, "backlog", &["user_2"]).await;
+    let filler = "\u{20ac}".repeat(1000);
+    let app = &app;
+    futures::stream::iter(0..300)
+        .map(|i| {
+            let text = format!("backlog {i:04} {filler}");
+            async move { app.store_message(room, 1, &text).await }
+        })
+        .buffer_unordered(8)
+        .count()
+        .await;
+    let start = chat_gateway::domain::pagination::encode_cursor(0);
+    let events = "subscription($r: ID!, $after: String) { roomEvents(roomId: $r, after: $after) {
+        ... on MessageStoredEvent { cursor message { text sender { username } } } } }";
+    // Each answer is hundreds of kB: a few fill a socket, and the rest
+    // finish their reads while it is full.
+    let search = "query { searchMessages(query: \"backlog\", first: 100) {
+        edges { node { text } } } }";
+    let mut stalled = Vec::new();
+    for user in [1, 2, 1, 2] {
+        let mut socket = Socket::connect_with_receive_buffer(app, TRANSPORT, 4096).await;
+        socket.init(json!({"userId": user})).await;
+        for n in 0..10 {
+            socket
+                .subscribe(&format!("e{n}"), events, json!({"r": room, "after": start}))
+                .await;
+            socket
+                .subscribe(&format!("u{n}"), UNREAD, json!({"after": start}))
+                .await;
+        }
+        for n in 0..40 {
+            socket.subscribe(&format!("s{n}"), search, json!({})).await;
+        }
+        stalled.push(socket);
+    }
+    // The reads run until every socket is full.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for _ in 0..10 {
+        let data = app.ok_as(Some(3), "{ viewer { id } }", json!({})).await;
+        assert_eq!(data["viewer"]["id"], "3");
+    }
+    let task = app.send_group(1, room, "still flowing").await;
+    assert_eq!(app.finished_task(&task).await["state"], "SUCCESS");
+    drop(stalled);
+}
+
+mod stalled_pool {
+    crate::scenarios!(
+        config = |c: &mut chat_gateway::config::Config| {
+            c.ws_send_timeout_secs = 300;
+            c.ws_keepalive_secs = 300;
+            c.rate_limit_ws_operations = "off".parse().unwrap();
+            c.rate_limit_searches = "off".parse().unwrap();
+            c.graphql_timeout_ms = 120_000;
+        };
+        stalled_readers_hold_no_database_connection,
+    );
+    use super::*;
+}
+
 /// A `worker` process (its own event bus) stores the message; the gateway's
 /// subscriber gets it through Redis, long before any re-check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
