@@ -341,7 +341,9 @@ impl Gateway {
 /// reader. A panic in the operation ends it with an `INTERNAL` error
 /// instead of taking its transport down. Dropping the stream stops the task.
 pub struct Running {
-    results: futures::channel::mpsc::Receiver<async_graphql::Response>,
+    /// Boxed: a waiting task and the channel then hold a pointer, not a
+    /// whole response (every live subscription has both).
+    results: futures::channel::mpsc::Receiver<Box<async_graphql::Response>>,
     producer: tokio::task::AbortHandle,
 }
 
@@ -355,10 +357,10 @@ impl Running {
                     .catch_unwind()
                     .await;
                 let (response, last) = match next {
-                    Ok(Some(response)) => (response, false),
+                    Ok(Some(response)) => (Box::new(response), false),
                     Ok(None) => return,
                     // The panic hook logged where; the operation is over.
-                    Err(_) => (internal_error(), true),
+                    Err(_) => (Box::new(internal_error()), true),
                 };
                 if results.send(response).await.is_err() || last {
                     return;
@@ -379,7 +381,7 @@ impl futures::Stream for Running {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        self.results.poll_next_unpin(cx)
+        self.results.poll_next_unpin(cx).map(|r| r.map(|r| *r))
     }
 }
 

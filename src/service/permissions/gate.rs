@@ -32,13 +32,20 @@ impl Gate {
     /// May the viewer read `room` now?
     pub async fn may_read(&self, room: i64) -> bool {
         let permissions = &self.permissions;
-        retrying(|| permissions.may_read(room, self.viewer)).await
+        // Boxed, here and below: a stream that awaits the gate then keeps
+        // a pointer in its (long-lived) waiting future, not the database
+        // read a check may need.
+        Box::pin(retrying(|| permissions.may_read(room, self.viewer))).await
     }
 
     /// May the viewer see `user`'s presence through `room` now (both are
     /// current members, and `user` chose to be in it)?
     pub async fn sees_presence_in(&self, room: i64, user: i64) -> bool {
-        self.may_read(room).await && retrying(|| self.permissions.shows_presence(room, user)).await
+        let permissions = &self.permissions;
+        Box::pin(retrying(|| {
+            permissions.sees_presence(room, self.viewer, user)
+        }))
+        .await
     }
 }
 

@@ -88,12 +88,14 @@ impl Permissions {
         }
     }
 
-    /// Does `user`'s presence show to the members of `room` (a current
-    /// member who chose to be in it)?
-    pub async fn shows_presence(&self, room: i64, user: i64) -> AppResult<bool> {
+    /// May `viewer` see `user`'s presence through `room`: are both current
+    /// members, and did `user` choose to be in it?
+    pub async fn sees_presence(&self, room: i64, viewer: i64, user: i64) -> AppResult<bool> {
         match self.members(room).await? {
-            Some(members) => Ok(members.chose.get(&user).copied().unwrap_or(false)),
-            None => Ok(rooms::chose_to_be_in(&self.db, room, user).await?),
+            Some(members) => Ok(members.chose.contains_key(&viewer)
+                && members.chose.get(&user).copied().unwrap_or(false)),
+            None => Ok(rooms::is_member(&self.db, room, viewer).await?
+                && rooms::chose_to_be_in(&self.db, room, user).await?),
         }
     }
 
